@@ -1,0 +1,1 @@
+"""Vivified core: gateway, egress proxy and registry of the plugin platform."""

@@ -1,0 +1,261 @@
+"""The `vivified` command: up, gateway, egress, validate, audit verify, keys rotate."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from vivified.config.logs import configure_logging
+from vivified.config.settings import Settings, SettingsError, load_settings
+
+
+def _settings_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="TOML settings file (also VIVIFIED_CONFIG)")
+    parser.add_argument("--data-dir", help="data directory (VIVIFIED_DATA_DIR, ./.vivified)")
+    parser.add_argument("--host", help="listen address (VIVIFIED_HOST, 127.0.0.1)")
+    parser.add_argument("--gateway-port", type=int, help="gateway port (8000)")
+    parser.add_argument("--egress-port", type=int, help="egress proxy port (8081)")
+    parser.add_argument("--port-file", help="write the bound port here once listening")
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    flags = {
+        "data_dir": args.data_dir,
+        "host": args.host,
+        "gateway_port": args.gateway_port,
+        "egress_port": args.egress_port,
+    }
+    return load_settings(flags, config_file=args.config)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vivified", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, help_text in (
+        ("up", "run gateway and egress proxy together on this machine"),
+        ("gateway", "run the gateway alone (one replica)"),
+        ("egress", "run the egress proxy alone (one replica)"),
+    ):
+        _settings_flags(sub.add_parser(name, help=help_text))
+    val = sub.add_parser("validate", help="validate plugin manifest files")
+    val.add_argument("files", nargs="+")
+    val.add_argument("--json", action="store_true", help="machine-readable output")
+    audit = sub.add_parser("audit", help="audit trail tools")
+    audit_sub = audit.add_subparsers(dest="audit_command", required=True)
+    _settings_flags(audit_sub.add_parser("verify", help="verify the audit hash chain"))
+    keys = sub.add_parser("keys", help="signing key tools")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    rotate = keys_sub.add_parser("rotate", help="start signing with a new key")
+    _settings_flags(rotate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "validate":
+        from vivified.registry.manifest_cli import validate_files
+
+        return validate_files(args.files, as_json=args.json, out=sys.stdout)
+    try:
+        settings = _settings(args)
+    except SettingsError as exc:
+        print(f"vivified: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level)
+    if args.command == "gateway":
+        from vivified.gateway.serve import serve_gateway
+
+        return asyncio.run(serve_gateway(settings, port_file=args.port_file))
+    if args.command == "egress":
+        from vivified.egress.launcher import main as egress_main
+
+        return egress_main(settings, port_file=args.port_file)
+    if args.command == "audit":
+        return asyncio.run(_audit_verify(settings))
+    if args.command == "keys":
+        return asyncio.run(_rotate_keys(settings))
+    return up(settings, args)
+
+
+async def _audit_verify(settings: Settings) -> int:
+    from vivified.registry.audit_chain import verify_chain
+    from vivified.registry.db import create_engine, session_factory
+
+    engine = create_engine(settings.sqlalchemy_url)
+    try:
+        report = await verify_chain(session_factory(engine))
+    finally:
+        await engine.dispose()
+    if report.ok:
+        print(f"audit chain OK: {report.checked} records verified")
+        return 0
+    print(
+        f"audit chain BROKEN at record {report.first_bad_id}: {report.problem} "
+        f"({report.checked} records checked)",
+        file=sys.stderr,
+    )
+    return 1
+
+
+async def _rotate_keys(settings: Settings) -> int:
+    from vivified.registry.db import create_engine, migrate, session_factory
+    from vivified.registry.keys import KeyStore
+
+    engine = create_engine(settings.sqlalchemy_url)
+    try:
+        await migrate(engine)
+        keys = KeyStore(session_factory(engine))
+        await keys.load(create=True)
+        kid = await keys.rotate(publish_for=settings.token_ttl + 3600)
+    finally:
+        await engine.dispose()
+    print(f"new signing key {kid}; older keys stay published until their tokens expire")
+    return 0
+
+
+async def _prepare(settings: Settings) -> str | None:
+    """Migrate, create keys and the bootstrap admin before any replica starts."""
+    from vivified.registry.admins import ensure_bootstrap_admin
+    from vivified.registry.db import create_engine, migrate, session_factory
+    from vivified.registry.keys import KeyStore
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(settings.sqlalchemy_url)
+    try:
+        await migrate(engine)
+        sessions = session_factory(engine)
+        await KeyStore(sessions).load(create=True)
+        return await ensure_bootstrap_admin(sessions, settings.admin_token)
+    finally:
+        await engine.dispose()
+
+
+def _wait_port(path: Path, proc: subprocess.Popen[Any], timeout: float = 60) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"child exited with {proc.returncode}")
+        if path.exists() and path.read_text().strip():
+            return int(path.read_text())
+        time.sleep(0.05)
+    raise RuntimeError(f"no port written to {path} within {timeout}s")
+
+
+def up(settings: Settings, args: argparse.Namespace) -> int:
+    """Run the whole stack on one machine and stop it cleanly on Ctrl-C."""
+    admin_token = asyncio.run(_prepare(settings))
+    run_dir = settings.data_dir / "run"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    env.update(
+        {
+            "VIVIFIED_DATA_DIR": str(settings.data_dir.resolve()),
+            "VIVIFIED_HOST": settings.host,
+        }
+    )
+    children: list[tuple[str, subprocess.Popen[Any], Path]] = []
+    try:
+        for name, port in (("gateway", settings.gateway_port), ("egress", settings.egress_port)):
+            port_file = run_dir / f"{name}.port"
+            port_file.unlink(missing_ok=True)
+            cmd = [
+                sys.executable,
+                "-m",
+                "vivified",
+                name,
+                f"--{name}-port",
+                str(port),
+                "--port-file",
+                str(port_file),
+            ]
+            if args.config:
+                cmd += ["--config", args.config]
+            # Our own interpreter and module with validated settings: no untrusted input.
+            children.append((name, subprocess.Popen(cmd, env=env), port_file))  # noqa: S603
+        ports = {name: _wait_port(pf, proc) for name, proc, pf in children}
+        _print_banner(settings, ports, admin_token)
+        return _supervise([proc for _, proc, _ in children])
+    except KeyboardInterrupt:
+        return 0
+    except RuntimeError as exc:
+        print(f"vivified up: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        _stop_children([proc for _, proc, _ in children])
+
+
+def _print_banner(settings: Settings, ports: dict[str, int], admin_token: str | None) -> None:
+    gw = f"http://{settings.host}:{ports['gateway']}"
+    lines = [
+        "",
+        "Vivified core is up.",
+        f"  gateway        {gw}   (health: {gw}/healthz, API: {gw}/openapi.json)",
+        f"  egress proxy   http://{settings.host}:{ports['egress']}   (CA: {gw}/egress/ca.pem)",
+        f"  registry       {settings.database_url or settings.data_dir / 'registry.db'}",
+        f"  data dir       {settings.data_dir.resolve()}",
+    ]
+    if admin_token:
+        lines += [
+            "",
+            "  Bootstrap admin token (shown once, store it now):",
+            f"    {admin_token}",
+        ]
+    elif settings.admin_token:
+        lines += ["", "  Admin token: the one in VIVIFIED_ADMIN_TOKEN"]
+    else:
+        lines += ["", "  Admin token: printed on the first start of this data dir"]
+    lines += [
+        "",
+        "  Register a plugin:",
+        f"    curl -X POST {gw}/admin/registration-tokens \\",
+        "         -H 'Authorization: Bearer $ADMIN' -d '{}'",
+        f"    curl -X POST {gw}/plugins/register -H 'Authorization: Bearer $REGTOKEN' \\",
+        "         -H 'Content-Type: application/json' --data @manifest.json",
+        "  A plugin reaches the internet with",
+        f"    HTTPS_PROXY=http://<plugin-id>:<token>@{settings.host}:{ports['egress']}",
+        "",
+        "Press Ctrl-C to stop.",
+    ]
+    print("\n".join(lines), flush=True)
+
+
+def _supervise(procs: list[subprocess.Popen[Any]]) -> int:
+    stop = False
+
+    def on_signal(_sig: int, _frame: object) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    while not stop:
+        for proc in procs:
+            if proc.poll() is not None:
+                print(f"vivified up: a child exited with {proc.returncode}", file=sys.stderr)
+                return 1
+        time.sleep(0.2)
+    return 0
+
+
+def _stop_children(procs: list[subprocess.Popen[Any]]) -> None:
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + 15
+    for proc in procs:
+        try:
+            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,187 @@
+"""Admin users and their API tokens: bootstrap, issue, verify, revoke."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Collection
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlmodel import select
+
+from vivified.registry.models import AdminToken, AdminUser
+from vivified.registry.secrets import hash_secret, new_secret, secrets_equal
+
+SCOPES: tuple[str, ...] = (
+    "plugins:manage",
+    "egress:manage",
+    "grants:manage",
+    "audit:read",
+    "phi:read",
+    "admins:manage",
+)
+BOOTSTRAP_NAME = "bootstrap"
+ADMIN_TOKEN_PREFIX = "vva_"  # noqa: S105 (a prefix, not a secret)
+MIN_CONFIGURED_TOKEN_LENGTH = 24
+
+
+class AdminError(ValueError):
+    """An admin operation cannot be carried out; `code` is stable."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class AdminPrincipal:
+    """An authenticated admin: who, through which token, with which scopes."""
+
+    user_id: str
+    name: str
+    token_id: str
+    scopes: frozenset[str]
+
+    @property
+    def actor(self) -> str:
+        return f"admin:{self.name}"
+
+    def has(self, scope: str) -> bool:
+        return scope in self.scopes
+
+
+@dataclass(frozen=True)
+class IssuedAdminToken:
+    token: str
+    token_id: str
+    user_id: str
+    scopes: tuple[str, ...]
+    expires_at: float | None
+
+
+def check_scopes(scopes: Collection[str]) -> list[str]:
+    """Validate scope names; returns them sorted and unique."""
+    unknown = sorted(set(scopes) - set(SCOPES))
+    if unknown:
+        raise AdminError("unknown_scope", f"unknown scopes {unknown}; known: {list(SCOPES)}")
+    return sorted(set(scopes))
+
+
+async def ensure_bootstrap_admin(
+    sessions: async_sessionmaker[AsyncSession], configured_token: str = ""
+) -> str | None:
+    """Create the bootstrap admin on first start.
+
+    With `configured_token` (VIVIFIED_ADMIN_TOKEN) that token is registered for the bootstrap
+    admin (idempotent) and None is returned. Otherwise a token is generated on the very first
+    start only and returned once, for the caller to print; later starts return None.
+    """
+    if configured_token and len(configured_token) < MIN_CONFIGURED_TOKEN_LENGTH:
+        raise AdminError(
+            "weak_admin_token",
+            f"VIVIFIED_ADMIN_TOKEN must be at least {MIN_CONFIGURED_TOKEN_LENGTH} characters",
+        )
+    now = time.time()
+    async with sessions() as s, s.begin():
+        user = (
+            await s.execute(select(AdminUser).where(AdminUser.name == BOOTSTRAP_NAME))
+        ).scalar_one_or_none()
+        created = user is None
+        if user is None:
+            user = AdminUser(
+                id=uuid.uuid4().hex, name=BOOTSTRAP_NAME, scopes=list(SCOPES), created_at=now
+            )
+            s.add(user)
+            await s.flush()
+        if configured_token:
+            digest = hash_secret(configured_token)
+            exists = (
+                await s.execute(select(AdminToken).where(AdminToken.token_hash == digest))
+            ).scalar_one_or_none()
+            if exists is None:
+                s.add(
+                    AdminToken(
+                        id=uuid.uuid4().hex,
+                        user_id=user.id,
+                        name="VIVIFIED_ADMIN_TOKEN",
+                        token_hash=digest,
+                        scopes=list(SCOPES),
+                        created_at=now,
+                    )
+                )
+            return None
+        if not created:
+            return None
+        token, digest = new_secret(ADMIN_TOKEN_PREFIX)
+        s.add(
+            AdminToken(
+                id=uuid.uuid4().hex,
+                user_id=user.id,
+                name="bootstrap",
+                token_hash=digest,
+                scopes=list(SCOPES),
+                created_at=now,
+            )
+        )
+        return token
+
+
+async def authenticate_admin(
+    sessions: async_sessionmaker[AsyncSession], token: str
+) -> AdminPrincipal | None:
+    """The admin behind `token`, or None (unknown, revoked, expired or disabled)."""
+    digest = hash_secret(token)
+    async with sessions() as s:
+        row = (
+            await s.execute(
+                select(AdminToken, AdminUser)
+                .join(AdminUser, AdminUser.id == AdminToken.user_id)  # type: ignore[arg-type]
+                .where(AdminToken.token_hash == digest)
+            )
+        ).first()
+    if row is None:
+        return None
+    tok, user = row
+    if not secrets_equal(tok.token_hash, digest):
+        return None
+    now = time.time()
+    if tok.revoked_at is not None or user.disabled:
+        return None
+    if tok.expires_at is not None and tok.expires_at <= now:
+        return None
+    # A token never carries more than its user currently has.
+    scopes = frozenset(tok.scopes) & frozenset(user.scopes)
+    return AdminPrincipal(user_id=user.id, name=user.name, token_id=tok.id, scopes=scopes)
+
+
+async def issue_admin_token(
+    sessions: async_sessionmaker[AsyncSession],
+    user_id: str,
+    *,
+    name: str = "",
+    scopes: Collection[str] | None = None,
+    ttl_seconds: float | None = None,
+) -> IssuedAdminToken:
+    """Create an API token for `user_id`; the token text is returned here and never again."""
+    now = time.time()
+    async with sessions() as s, s.begin():
+        user = await s.get(AdminUser, user_id)
+        if user is None:
+            raise AdminError("not_found", f"no admin user {user_id}")
+        wanted = check_scopes(scopes if scopes is not None else user.scopes)
+        if not set(wanted) <= set(user.scopes):
+            raise AdminError("scope_not_held", "a token cannot carry scopes its user lacks")
+        token, digest = new_secret(ADMIN_TOKEN_PREFIX)
+        row = AdminToken(
+            id=uuid.uuid4().hex,
+            user_id=user_id,
+            name=name,
+            token_hash=digest,
+            scopes=wanted,
+            created_at=now,
+            expires_at=None if ttl_seconds is None else now + ttl_seconds,
+        )
+        s.add(row)
+    return IssuedAdminToken(token, row.id, user_id, tuple(wanted), row.expires_at)

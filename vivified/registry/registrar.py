@@ -1,0 +1,440 @@
+"""Registration and lifecycle of plugins: the rules of DESIGN.md "Lifecycle" over the registry."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from sqlalchemy import delete, or_
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlmodel import col
+
+from vivified.registry import registration_tokens
+from vivified.registry.audit import AuditEvent, AuditWriter
+from vivified.registry.manifest import validate_manifest
+from vivified.registry.manifest_diff import diff_manifests, needs_approval, risk_rating
+from vivified.registry.models import ContractChoice, Grant, Plugin
+from vivified.registry.snapshot import SnapshotHolder
+from vivified.registry.tokens import TokenError, TokenService
+
+
+class RegistryError(Exception):
+    """A registry operation was refused; the gateway maps it to problem+json."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        errors: Sequence[Mapping[str, Any]] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.errors = errors
+
+
+@dataclass(frozen=True)
+class Credential:
+    """Who is registering: an admin-issued registration token, the plugin itself, or nobody."""
+
+    kind: Literal["registration_token", "plugin_token", "open"]
+    subject: str  # for the audit trail: token id, plugin id or "anonymous"
+    plugin_id: str | None = None  # bound plugin id (registration token) or token subject
+    token_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A successful registration: what the route answers."""
+
+    created: bool
+    body: dict[str, Any] = field(default_factory=dict)
+
+
+def looks_like_jwt(token: str) -> bool:
+    return token.count(".") == 2 and token.startswith("eyJ")
+
+
+def approved_manifest(row: Plugin) -> Mapping[str, Any] | None:
+    """The manifest an admin (or auto-approval) last accepted, if any."""
+    if row.pending:
+        approved = row.pending.get("approved")
+        return approved if isinstance(approved, Mapping) else None
+    return row.manifest if row.status in {"active", "disabled"} else None
+
+
+def plugin_record(row: Plugin) -> dict[str, Any]:
+    """The public view of a plugin (never a token)."""
+    risk = risk_rating(row.manifest)
+    return {
+        "id": row.id,
+        "name": row.name,
+        "version": row.version,
+        "status": row.status,
+        "base_url": row.base_url_override or row.base_url,
+        "health": {
+            "state": row.health_state,
+            "last_check": row.health_checked_at,
+            "consecutive_failures": row.health_failures,
+        },
+        "risk": {"level": risk.level, "score": risk.score, "factors": list(risk.factors)},
+        "pending": row.pending,
+        "egress": {"domains": list(row.egress_domains), "mode": row.egress_mode},
+        "manifest": row.manifest,
+        "created_at": row.created_at,
+        "updated_at": row.updated_at,
+    }
+
+
+class Registrar:
+    """Registers plugins and moves them through their lifecycle; every step is audited."""
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        tokens: TokenService,
+        audit: AuditWriter,
+        snapshot: SnapshotHolder,
+        *,
+        registration_mode: str,
+        phi_min_retention_days: int,
+    ) -> None:
+        self._sessions = sessions
+        self._tokens = tokens
+        self._audit = audit
+        self._snapshot = snapshot
+        self._open = registration_mode == "open"
+        self._min_retention = phi_min_retention_days
+
+    # -- credentials -----------------------------------------------------------------------
+
+    async def credential(self, bearer: str | None) -> Credential:
+        """Identify the registering party; raises RegistryError(401) for a bad credential."""
+        if bearer is None:
+            if self._open:
+                return Credential("open", "anonymous")
+            raise RegistryError(401, "missing_token", "registration needs a registration token")
+        if looks_like_jwt(bearer):
+            try:
+                claims = await self._tokens.verify_plugin_token(
+                    bearer, self._snapshot.current.plugin_gen
+                )
+            except TokenError as exc:
+                raise RegistryError(401, exc.code, exc.message) from exc
+            return Credential("plugin_token", claims.plugin_id, claims.plugin_id)
+        row = await registration_tokens.find_usable(self._sessions, bearer)
+        if row is None:
+            raise RegistryError(
+                401,
+                "invalid_registration_token",
+                "the registration token is unknown, expired, revoked or used up",
+            )
+        return Credential("registration_token", f"regtoken:{row.id}", row.plugin_id, row.id)
+
+    # -- registration ------------------------------------------------------------------------
+
+    def validate(self, body: object) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        snap = self._snapshot.current
+        result = validate_manifest(
+            body,
+            blocklist=snap.egress.blocked_domains,
+            phi_min_retention_days=self._min_retention,
+            known_plugins=set(snap.plugins),
+        )
+        if not result.ok or result.manifest is None:
+            raise RegistryError(
+                422,
+                "invalid_manifest",
+                f"the manifest has {len(result.errors)} problem(s)",
+                [p.to_dict() for p in result.errors],
+            )
+        return result.manifest, [w.to_dict() for w in result.warnings]
+
+    async def register(self, body: object, bearer: str | None, request_id: str) -> Outcome:
+        """Register or re-register; audits the attempt whatever its outcome."""
+        started = time.perf_counter()
+        actor = "anonymous"
+        target = body.get("id") if isinstance(body, Mapping) else None
+        target_s = target if isinstance(target, str) else ""
+        try:
+            cred = await self.credential(bearer)
+            actor = cred.subject
+            manifest, warnings = self.validate(body)
+            outcome = await self._store(manifest, warnings, cred)
+        except RegistryError as exc:
+            await self._record(
+                "register",
+                actor,
+                target_s,
+                "deny",
+                exc.code,
+                request_id,
+                exc.status,
+                started,
+                {"errors": [e.get("code") for e in exc.errors or ()]},
+            )
+            raise
+        await self._snapshot.reload()
+        status = 201 if outcome.created else 200
+        await self._record(
+            "register",
+            actor,
+            manifest["id"],
+            "allow",
+            "registered" if outcome.created else "reregistered",
+            request_id,
+            status,
+            started,
+            {"status": outcome.body["status"]},
+        )
+        return outcome
+
+    async def _store(
+        self, manifest: dict[str, Any], warnings: list[dict[str, Any]], cred: Credential
+    ) -> Outcome:
+        pid = manifest["id"]
+        now = time.time()
+        risk = risk_rating(manifest)
+        try:
+            async with self._sessions() as s, s.begin():
+                row = await s.get(Plugin, pid, with_for_update=True)
+                if row is None:
+                    self._check_new(pid, cred)
+                    await self._consume(s, cred)
+                    auto = not needs_approval(manifest)
+                    row = Plugin(
+                        id=pid,
+                        name=manifest["name"],
+                        version=manifest["version"],
+                        manifest=manifest,
+                        status="active" if auto else "registered",
+                        owner=cred.subject,
+                        base_url=manifest["base_url"],
+                        risk=risk.level,
+                        risk_score=risk.score,
+                        egress_domains=list(manifest.get("allowed_domains", [])) if auto else [],
+                        created_at=now,
+                        updated_at=now,
+                    )
+                    s.add(row)
+                    await s.flush()
+                    created, diff = True, None
+                else:
+                    self._check_existing(pid, cred)
+                    await self._consume(s, cred)
+                    diff = self._apply_reregistration(row, manifest, now)
+                    row.risk, row.risk_score = risk.level, risk.score
+                    created = False
+                gen, status = row.gen, row.status
+        except IntegrityError as exc:
+            raise RegistryError(409, "plugin_id_taken", f"plugin id {pid!r} is taken") from exc
+        issued = self._tokens.issue_plugin_token(pid, gen)
+        body: dict[str, Any] = {
+            "id": pid,
+            "status": status,
+            "token": issued.token,
+            "expires_at": issued.expires_at,
+            "risk": {"level": risk.level, "score": risk.score, "factors": list(risk.factors)},
+            "warnings": warnings,
+        }
+        if diff is not None:
+            body["diff"] = diff
+        return Outcome(created, body)
+
+    @staticmethod
+    def _check_new(pid: str, cred: Credential) -> None:
+        if cred.kind == "plugin_token":
+            raise RegistryError(
+                403, "token_for_other_plugin", "a plugin token can only re-register its own plugin"
+            )
+        if cred.kind == "registration_token" and cred.plugin_id not in (None, pid):
+            raise RegistryError(
+                403,
+                "registration_token_bound",
+                f"this registration token is bound to {cred.plugin_id!r}",
+            )
+
+    @staticmethod
+    def _check_existing(pid: str, cred: Credential) -> None:
+        if cred.kind == "registration_token" and cred.plugin_id not in (None, pid):
+            raise RegistryError(
+                403,
+                "registration_token_bound",
+                f"this registration token is bound to {cred.plugin_id!r}",
+            )
+        own = cred.plugin_id == pid and cred.kind in {"plugin_token", "registration_token"}
+        if not own:
+            raise RegistryError(
+                409,
+                "plugin_id_taken",
+                f"plugin id {pid!r} belongs to another owner; re-register with the plugin's own "
+                "token or a registration token bound to this id",
+            )
+
+    async def _consume(self, s: AsyncSession, cred: Credential) -> None:
+        if cred.token_id is not None and not await registration_tokens.consume(s, cred.token_id):
+            raise RegistryError(
+                401,
+                "invalid_registration_token",
+                "the registration token is expired, revoked or used up",
+            )
+
+    @staticmethod
+    def _apply_reregistration(
+        row: Plugin, manifest: dict[str, Any], now: float
+    ) -> dict[str, Any] | None:
+        """Update a known plugin; a widening change waits for approval. Returns the diff."""
+        approved = approved_manifest(row)
+        old_domains = set(row.manifest.get("allowed_domains", []))
+        row.gen += 1  # re-registration revokes every older token at once
+        row.manifest = manifest
+        row.name, row.version = manifest["name"], manifest["version"]
+        row.base_url = manifest["base_url"]
+        row.updated_at = now
+        if approved is None:  # never approved: the auto-approval rule decides again
+            row.status = "registered" if needs_approval(manifest) else "active"
+            if row.status == "active":
+                row.egress_domains = list(manifest.get("allowed_domains", []))
+            return None
+        diff = diff_manifests(approved, manifest)
+        if diff.widened:
+            row.pending = {"approved": dict(approved), "diff": diff.to_dict()}
+            if row.status == "active":
+                row.status = "registered"
+            return diff.to_dict()
+        if row.pending:  # back within what was approved: the pending approval is moot
+            row.pending = None
+            if row.status == "registered":
+                row.status = "active"
+        dropped = old_domains - set(manifest.get("allowed_domains", []))
+        row.egress_domains = [d for d in row.egress_domains if d not in dropped]
+        return diff.to_dict()
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def enable(self, pid: str, actor: str, request_id: str) -> dict[str, Any]:
+        """Approve or re-enable; the stored manifest is validated again first."""
+        started = time.perf_counter()
+        async with self._sessions() as s, s.begin():
+            row = await s.get(Plugin, pid, with_for_update=True)
+            if row is None:
+                raise RegistryError(404, "not_found", f"no plugin {pid!r}")
+            try:
+                self.validate(row.manifest)
+            except RegistryError:
+                await self._record(
+                    "enable", actor, pid, "deny", "invalid_manifest", request_id, 422, started
+                )
+                raise
+            approved = approved_manifest(row)
+            requested = list(row.manifest.get("allowed_domains", []))
+            if approved is None:
+                row.egress_domains = requested
+            elif row.pending:
+                known = set(row.egress_domains) | set(approved.get("allowed_domains", []))
+                row.egress_domains = row.egress_domains + [d for d in requested if d not in known]
+            row.pending = None
+            row.status = "active"
+            row.updated_at = time.time()
+            record = plugin_record(row)
+        await self._snapshot.reload()
+        await self._record("enable", actor, pid, "allow", "enabled", request_id, 200, started)
+        return record
+
+    async def disable(
+        self, pid: str, actor: str, request_id: str, *, reason: str = "disabled"
+    ) -> dict[str, Any]:
+        """Quarantine: stop routing and revoke every token of the plugin at once."""
+        started = time.perf_counter()
+        async with self._sessions() as s, s.begin():
+            row = await s.get(Plugin, pid, with_for_update=True)
+            if row is None:
+                raise RegistryError(404, "not_found", f"no plugin {pid!r}")
+            row.status = "disabled"
+            row.gen += 1
+            row.updated_at = time.time()
+            record = plugin_record(row)
+        await self._snapshot.reload()
+        await self._record("disable", actor, pid, "allow", reason, request_id, 200, started)
+        return record
+
+    async def unregister(self, pid: str, actor: str, request_id: str) -> None:
+        """Remove the plugin, its grants and contract choices; its tokens die with it."""
+        started = time.perf_counter()
+        async with self._sessions() as s, s.begin():
+            row = await s.get(Plugin, pid, with_for_update=True)
+            if row is None:
+                raise RegistryError(404, "not_found", f"no plugin {pid!r}")
+            await s.delete(row)
+            await s.execute(
+                delete(Grant).where(or_(col(Grant.caller) == pid, col(Grant.target) == pid))
+            )
+            await s.execute(delete(ContractChoice).where(col(ContractChoice.plugin_id) == pid))
+        await self._snapshot.reload()
+        await self._record(
+            "unregister", actor, pid, "allow", "unregistered", request_id, 204, started
+        )
+
+    async def refresh_token(self, pid: str, bearer: str, request_id: str) -> dict[str, Any]:
+        """Swap a valid token of `pid` for a fresh one of the same generation."""
+        started = time.perf_counter()
+        try:
+            claims = await self._tokens.verify_plugin_token(
+                bearer, self._snapshot.current.plugin_gen
+            )
+        except TokenError as exc:
+            await self._record(
+                "token_refresh", "anonymous", pid, "deny", exc.code, request_id, 401, started
+            )
+            raise RegistryError(401, exc.code, exc.message) from exc
+        if claims.plugin_id != pid:
+            await self._record(
+                "token_refresh",
+                claims.plugin_id,
+                pid,
+                "deny",
+                "token_for_other_plugin",
+                request_id,
+                403,
+                started,
+            )
+            raise RegistryError(
+                403, "token_for_other_plugin", "a plugin may refresh only its own token"
+            )
+        issued = self._tokens.issue_plugin_token(pid, claims.gen)
+        await self._record(
+            "token_refresh", pid, pid, "allow", "token_refreshed", request_id, 200, started
+        )
+        return {"token": issued.token, "expires_at": issued.expires_at}
+
+    async def _record(
+        self,
+        action: str,
+        actor: str,
+        target: str,
+        decision: str,
+        reason: str,
+        request_id: str,
+        status: int,
+        started: float,
+        detail: Mapping[str, Any] | None = None,
+    ) -> None:
+        await self._audit.record(
+            AuditEvent(
+                actor=actor,
+                lane="registry",
+                action=action,
+                target=target,
+                decision=decision,
+                reason=reason,
+                request_id=request_id,
+                status=status,
+                latency_ms=(time.perf_counter() - started) * 1000,
+                detail=dict(detail or {}),
+            )
+        )
