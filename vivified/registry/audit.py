@@ -1,0 +1,210 @@
+"""The audit writer: records queue in memory and are appended to the chain in batches.
+
+Callers `await record(event)`; when the queue is full they wait (back-pressure), so nothing
+is ever dropped. One background task drains the queue: every batch is one transaction that
+locks the chain head, numbers and hashes the records after it, inserts them in one statement
+and moves the head. Several processes (gateway replicas, the egress proxy) share one chain:
+the head row serialises them. A failed write is retried with backoff, never skipped;
+`healthy` turns False meanwhile so lanes can fail closed for sensitive targets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import insert, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from vivified.registry.audit_chain import canonical_detail, record_hash
+from vivified.registry.models import AuditChainHead, AuditRecord
+
+log = logging.getLogger("vivified.audit")
+
+OnCommit = Callable[[Sequence[dict[str, Any]]], Awaitable[None]]
+_MAX_BACKOFF = 5.0
+
+
+@dataclass
+class AuditEvent:
+    """One decision. `time` defaults to when it was recorded; never put a token in `detail`."""
+
+    actor: str
+    lane: str
+    action: str
+    target: str
+    decision: str
+    reason: str
+    request_id: str = ""
+    status: int = 0
+    latency_ms: float = 0.0
+    bytes_in: int = 0
+    bytes_out: int = 0
+    detail: dict[str, Any] = field(default_factory=dict)
+    time: float | None = None
+
+
+class AuditWriter:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        *,
+        queue_size: int = 10_000,
+        batch_size: int = 500,
+        flush_interval: float = 0.05,
+        on_commit: OnCommit | None = None,
+    ) -> None:
+        self._sessions = sessions
+        self._queue: asyncio.Queue[AuditEvent] = asyncio.Queue(maxsize=queue_size)
+        self._batch_size = batch_size
+        self._flush_interval = flush_interval
+        self._on_commit = on_commit
+        self._task: asyncio.Task[None] | None = None
+        self._in_flight = 0
+        self._healthy = True
+        self.written = 0
+
+    # -- producers ---------------------------------------------------------------------------
+
+    async def record(self, event: AuditEvent) -> None:
+        """Queue `event`; waits while the queue is full (slows the caller, drops nothing)."""
+        if event.time is None:
+            event.time = time.time()
+        await self._queue.put(event)
+
+    def record_nowait(self, event: AuditEvent) -> bool:
+        """Queue `event` if there is room; False when full (the caller must then `record`)."""
+        if event.time is None:
+            event.time = time.time()
+        try:
+            self._queue.put_nowait(event)
+        except asyncio.QueueFull:
+            return False
+        return True
+
+    @property
+    def healthy(self) -> bool:
+        """False while the store cannot be written (the backlog is kept and retried)."""
+        return self._healthy
+
+    @property
+    def pending(self) -> int:
+        return self._queue.qsize() + self._in_flight
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="audit-writer")
+
+    async def flush(self, timeout: float = 30.0) -> bool:
+        """Wait until everything queued so far is committed; False on timeout."""
+        if self._task is None:
+            await self._drain_once()
+            return self._queue.empty()
+        try:
+            await asyncio.wait_for(self._queue.join(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    async def stop(self, timeout: float = 30.0) -> None:
+        """Write what is queued (bounded by `timeout`), then stop the task."""
+        await self.flush(timeout)
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if not self._queue.empty():
+            log.error("audit writer stopped with %d unwritten records", self._queue.qsize())
+
+    # -- the writer --------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        while True:
+            first = await self._queue.get()
+            batch = [first]
+            if self._queue.empty() and self._flush_interval > 0:
+                # A lone record waits a moment for company: fewer, larger transactions.
+                await asyncio.sleep(self._flush_interval)
+            while len(batch) < self._batch_size and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            await self._write_until_done(batch)
+
+    async def _drain_once(self) -> None:
+        while not self._queue.empty():
+            batch: list[AuditEvent] = []
+            while len(batch) < self._batch_size and not self._queue.empty():
+                batch.append(self._queue.get_nowait())
+            await self._write_until_done(batch)
+
+    async def _write_until_done(self, batch: list[AuditEvent]) -> None:
+        self._in_flight = len(batch)
+        delay = 0.05
+        while True:
+            try:
+                rows = await self._append(batch)
+                break
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                if self._healthy:
+                    log.exception("audit store write failed; retrying (nothing is dropped)")
+                self._healthy = False
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _MAX_BACKOFF)
+        self._healthy = True
+        self._in_flight = 0
+        self.written += len(rows)
+        for _ in batch:
+            self._queue.task_done()
+        if self._on_commit is not None:
+            try:
+                await self._on_commit(rows)
+            except Exception:
+                log.exception("audit mirror failed (the records are stored)")
+
+    async def _append(self, batch: Sequence[AuditEvent]) -> list[dict[str, Any]]:
+        async with self._sessions() as s, s.begin():
+            # The UPDATE takes the write lock first (SQLite) / the row lock (PostgreSQL), so
+            # concurrent writers queue here instead of forking the chain.
+            await s.execute(
+                update(AuditChainHead)
+                .where(AuditChainHead.id == 1)  # type: ignore[arg-type]
+                .values(last_id=AuditChainHead.last_id)
+            )
+            head = await s.get(AuditChainHead, 1, populate_existing=True)
+            if head is None:
+                raise RuntimeError("the audit chain head row is missing (run migrations)")
+            last_id, last_hash = head.last_id, head.last_hash
+            rows: list[dict[str, Any]] = []
+            for event in batch:
+                last_id += 1
+                values: dict[str, Any] = {
+                    "id": last_id,
+                    "time": round(float(event.time or time.time()), 6),
+                    "actor": event.actor,
+                    "lane": event.lane,
+                    "action": event.action,
+                    "target": event.target,
+                    "decision": event.decision,
+                    "reason": event.reason,
+                    "request_id": event.request_id,
+                    "status": int(event.status),
+                    "latency_ms": round(float(event.latency_ms), 3),
+                    "bytes_in": int(event.bytes_in),
+                    "bytes_out": int(event.bytes_out),
+                    "detail": canonical_detail(event.detail),
+                    "prev_hash": last_hash,
+                }
+                values["hash"] = last_hash = record_hash(values)
+                rows.append(values)
+            await s.execute(insert(AuditRecord), rows)
+            head.last_id, head.last_hash = last_id, last_hash
+        return rows
