@@ -1,0 +1,197 @@
+"""Health monitoring over real processes: polls, heartbeats, gating and quarantine."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from support.manifests import simple
+from support.procs import CoreProcess, admin_headers, register, registration_token
+from support.upstream import serve_in_thread
+
+FAST = {"VIVIFIED_HEALTH_INTERVAL": "0.3", "VIVIFIED_HEALTH_TIMEOUT": "0.2"}
+
+
+class Flaky:
+    """A health endpoint whose answer the test scripts: ok, error or hang."""
+
+    def __init__(self) -> None:
+        self.mode = "ok"
+        self.replicas: list[tuple[float, str]] = []
+
+    async def health(self, request: Request) -> Response:
+        self.replicas.append((time.monotonic(), request.headers.get("x-vivified-replica", "")))
+        if self.mode == "error":
+            return JSONResponse({"status": "broken"}, status_code=500)
+        if self.mode == "hang":
+            await asyncio.sleep(2)
+        return JSONResponse({"status": "healthy", "uptime": 12.5})
+
+    def app(self) -> Starlette:
+        return Starlette(routes=[Route("/health", self.health)])
+
+
+@pytest.fixture
+def flaky() -> Iterator[tuple[Flaky, str]]:
+    f = Flaky()
+    with serve_in_thread(f.app()) as url:
+        yield f, url
+
+
+def polled_manifest(pid: str, url: str) -> dict[str, Any]:
+    port = int(url.rsplit(":", 1)[1])
+    return simple(pid, base_url=url, health_check={"type": "http", "port": port, "path": "/health"})
+
+
+def wait_for(pred: Callable[[], bool], timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return
+        time.sleep(0.05)
+    raise AssertionError("condition not reached in time")
+
+
+def health(c: httpx.Client, pid: str) -> dict[str, Any]:
+    r = c.get(f"/plugins/{pid}/health", headers=admin_headers())
+    assert r.status_code == 200, r.text
+    body: dict[str, Any] = r.json()
+    return body
+
+
+def test_flaky_upstream_walks_the_states(tmp_path: Path, flaky: tuple[Flaky, str]) -> None:
+    f, url = flaky
+    gw = CoreProcess("gateway", tmp_path, FAST).start()
+    try:
+        with httpx.Client(base_url=gw.url, trust_env=False) as c:
+            assert (
+                register(c, polled_manifest("flaky", url), registration_token(c)).status_code == 201
+            )
+            wait_for(lambda: health(c, "flaky")["state"] == "healthy")
+            assert health(c, "flaky")["metrics"]["uptime"] == 12.5
+            f.mode = "error"
+            wait_for(lambda: health(c, "flaky")["state"] == "degraded")
+            f.mode = "hang"
+            wait_for(lambda: health(c, "flaky")["state"] == "unhealthy")
+            f.mode = "ok"
+            wait_for(lambda: health(c, "flaky")["state"] == "healthy")
+            path = [(h["from"], h["to"]) for h in health(c, "flaky")["history"]]
+            assert path == [
+                ("unknown", "healthy"),
+                ("healthy", "degraded"),
+                ("degraded", "unhealthy"),
+                ("unhealthy", "healthy"),
+            ]
+            record = c.get("/plugins/flaky", headers=admin_headers()).json()
+            assert record["health"]["state"] == "healthy"
+            c.get("/admin/audit/verify", headers=admin_headers())
+            audit = c.get(
+                "/admin/audit",
+                params={"lane": "health", "target": "flaky"},
+                headers=admin_headers(),
+            ).json()["items"]
+            assert [a["reason"] for a in reversed(audit)] == [
+                "unknown_to_healthy",
+                "healthy_to_degraded",
+                "degraded_to_unhealthy",
+                "unhealthy_to_healthy",
+            ]
+    finally:
+        gw.stop()
+
+
+def test_heartbeats_keep_a_plugin_healthy_and_their_absence_degrades(tmp_path: Path) -> None:
+    gw = CoreProcess("gateway", tmp_path, FAST).start()
+    try:
+        with httpx.Client(base_url=gw.url, trust_env=False) as c:
+            token = register(c, simple("beater"), registration_token(c)).json()["token"]
+            auth = {"Authorization": f"Bearer {token}"}
+            for _ in range(5):
+                r = c.post(
+                    "/plugins/beater/heartbeat", json={"metrics": {"rss_mb": 40}}, headers=auth
+                )
+                assert r.status_code == 200
+                assert r.json()["state"] == "healthy"
+                time.sleep(0.2)
+            assert health(c, "beater")["state"] == "healthy"
+            wait_for(lambda: health(c, "beater")["state"] == "degraded", timeout=5)
+            wait_for(lambda: health(c, "beater")["state"] == "unhealthy", timeout=5)
+            other = c.post("/plugins/someone-else/heartbeat", json={}, headers=auth)
+            assert other.status_code == 403
+            bad = c.post("/plugins/beater/heartbeat", json={"status": 5}, headers=auth)
+            assert bad.status_code == 422
+    finally:
+        gw.stop()
+
+
+def test_auto_quarantine_disables_with_reason(tmp_path: Path, flaky: tuple[Flaky, str]) -> None:
+    f, url = flaky
+    env = {**FAST, "VIVIFIED_HEALTH_QUARANTINE": "true", "VIVIFIED_HEALTH_QUARANTINE_COUNT": "1"}
+    gw = CoreProcess("gateway", tmp_path, env).start()
+    try:
+        with httpx.Client(base_url=gw.url, trust_env=False) as c:
+            register(c, polled_manifest("sickly", url), registration_token(c))
+            f.mode = "error"
+            wait_for(
+                lambda: (
+                    c.get("/plugins/sickly", headers=admin_headers()).json()["status"] == "disabled"
+                )
+            )
+            c.get("/admin/audit/verify", headers=admin_headers())
+            items = c.get(
+                "/admin/audit",
+                params={"action": "disable", "target": "sickly"},
+                headers=admin_headers(),
+            ).json()["items"]
+            assert [(i["actor"], i["reason"]) for i in items] == [
+                ("core:health", "failed_to_stay_healthy")
+            ]
+            # An admin re-enables it.
+            assert c.post("/plugins/sickly/enable", headers=admin_headers()).status_code == 200
+    finally:
+        gw.stop()
+
+
+def test_two_replicas_never_poll_the_same_plugin(tmp_path: Path) -> None:
+    flakies = [Flaky() for _ in range(4)]
+    with (
+        serve_in_thread(flakies[0].app()) as u0,
+        serve_in_thread(flakies[1].app()) as u1,
+        serve_in_thread(flakies[2].app()) as u2,
+        serve_in_thread(flakies[3].app()) as u3,
+    ):
+        a = CoreProcess("gateway", tmp_path, FAST).start()
+        b = CoreProcess("gateway", tmp_path, FAST).start()
+        try:
+            with httpx.Client(base_url=a.url, trust_env=False) as c:
+                token = registration_token(c, uses=4)
+                for i, url in enumerate((u0, u1, u2, u3)):
+                    assert (
+                        register(c, polled_manifest(f"polled-{i}", url), token).status_code == 201
+                    )
+            time.sleep(2.5)
+            window = time.monotonic()
+            time.sleep(1.5)
+            for f in flakies:
+                recent = {r for t, r in f.replicas if t >= window}
+                assert len(recent) == 1, recent  # exactly one replica polls each plugin
+            # Kill one replica: the other takes over all of its plugins.
+            a.stop()
+            time.sleep(1.5)
+            handover = time.monotonic()
+            time.sleep(1.5)
+            survivors = {r for f in flakies for t, r in f.replicas if t >= handover}
+            assert len(survivors) == 1
+            assert all(any(t >= handover for t, _ in f.replicas) for f in flakies)
+        finally:
+            a.stop()
+            b.stop()

@@ -1,0 +1,100 @@
+"""Proxy-Authorization: Basic base64(`plugin-id:token`), verified with core's token service."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+REALM = "vivified-egress"
+PROXY_AUTHENTICATE = f'Basic realm="{REALM}"'
+
+
+class TokenVerifier(Protocol):
+    """What the egress proxy needs of `vivified.registry.tokens.TokenService`."""
+
+    def verify_plugin_token_cached(
+        self, token: str, current_gen: Callable[[str], int | None]
+    ) -> Any: ...
+
+    async def verify_plugin_token(
+        self, token: str, current_gen: Callable[[str], int | None]
+    ) -> Any: ...
+
+
+@dataclass(frozen=True)
+class Credential:
+    """The parsed proxy credential (the token is never logged)."""
+
+    plugin_id: str
+    token: str
+
+    def __repr__(self) -> str:
+        return f"Credential(plugin_id={self.plugin_id!r}, token=<hidden>)"
+
+
+@dataclass(frozen=True)
+class AuthResult:
+    """Who the caller is, or why not (`reason` is a stable code)."""
+
+    plugin_id: str | None
+    reason: str
+    claimed_id: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.plugin_id is not None
+
+
+def parse_proxy_authorization(values: Sequence[str]) -> Credential | None:
+    """Exactly one `Basic` credential `id:token`; anything else is None."""
+    if len(values) != 1:
+        return None
+    parts = values[0].strip().split()
+    if len(parts) != 2 or parts[0].lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(parts[1], validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        return None
+    plugin_id, sep, token = decoded.partition(":")
+    if not sep or not plugin_id or not token:
+        return None
+    return Credential(plugin_id, token)
+
+
+def _subject(claims: Any) -> str:
+    for name in ("sub", "plugin_id", "id"):
+        value = getattr(claims, name, None)
+        if isinstance(value, str):
+            return value
+    return ""
+
+
+class ProxyAuthenticator:
+    """Verifies credentials against the token service and the current token generations."""
+
+    def __init__(self, verifier: TokenVerifier, current_gen: Callable[[str], int | None]) -> None:
+        self._verifier = verifier
+        self._current_gen = current_gen
+
+    async def authenticate(self, values: Sequence[str]) -> AuthResult:
+        """Check the Proxy-Authorization header values of one CONNECT or plain request."""
+        cred = parse_proxy_authorization(values)
+        if cred is None:
+            reason = "missing_credentials" if not values else "malformed_credentials"
+            return AuthResult(None, reason)
+        claims = self._verifier.verify_plugin_token_cached(cred.token, self._current_gen)
+        if claims is None:
+            try:
+                claims = await self._verifier.verify_plugin_token(cred.token, self._current_gen)
+            except Exception as exc:  # TokenError and anything a broken token raises
+                code = getattr(exc, "code", "invalid_token")
+                return AuthResult(None, str(code or "invalid_token"), cred.plugin_id)
+        subject = _subject(claims)
+        if not hmac.compare_digest(subject.encode(), cred.plugin_id.encode()):
+            return AuthResult(None, "credential_mismatch", cred.plugin_id)
+        return AuthResult(subject, "authenticated", cred.plugin_id)

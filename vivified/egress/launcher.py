@@ -1,0 +1,160 @@
+"""Runs the egress proxy: mitmproxy 11 in regular mode, in our asyncio loop, with our addon."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from pathlib import Path
+from typing import Any
+
+from vivified.config.egress_ca import ensure_ca
+from vivified.config.settings import Settings
+from vivified.egress.addon import EgressAddon
+from vivified.egress.auth import ProxyAuthenticator
+from vivified.egress.resolve import Resolver
+
+log = logging.getLogger(__name__)
+
+
+def trust_bundle(settings: Settings) -> str | None:
+    """The public store (certifi) plus `VIVIFIED_EGRESS_UPSTREAM_CA`, as one PEM file."""
+    if not settings.egress_upstream_ca:
+        return None  # mitmproxy uses certifi's store
+    import certifi
+
+    bundle = settings.data_dir / "egress-ca" / "upstream-trust.pem"
+    extra = Path(settings.egress_upstream_ca).read_text()
+    bundle.write_text(Path(certifi.where()).read_text() + "\n" + extra)
+    return str(bundle)
+
+
+def mitmproxy_options(settings: Settings, confdir: Path) -> dict[str, Any]:
+    """The mitmproxy options of the egress proxy (set once the addons have declared them)."""
+    return dict(
+        mode=[f"regular@{settings.egress_port}"],
+        listen_host=settings.host,
+        confdir=str(confdir),
+        # Connect on CONNECT, so connection failures are answered before the tunnel opens.
+        connection_strategy="eager",
+        # One HTTP/1.1 parser in front of every rule; raw TCP only for passthrough domains.
+        http2=False,
+        rawtcp=False,
+        websocket=True,
+        ssl_verify_upstream_trusted_ca=trust_bundle(settings),
+    )
+
+
+class _Ready:
+    """Reports the bound address once mitmproxy listens (port file, ready event, own listeners)."""
+
+    def __init__(
+        self,
+        addon: EgressAddon,
+        settings: Settings,
+        port_file: str | None,
+        ready: asyncio.Event | None,
+    ) -> None:
+        self._addon = addon
+        self._settings = settings
+        self._port_file = port_file
+        self._ready = ready
+        self.port = 0
+
+    def running(self) -> None:
+        from mitmproxy import ctx
+
+        master: Any = ctx.master
+        addrs = master.addons.get("proxyserver").listen_addrs()
+        self.port = int(addrs[0][1])
+        self._addon.own_listeners.append((self._settings.host, self.port))
+        if self._port_file:
+            tmp = Path(self._port_file + ".tmp")
+            tmp.write_text(str(self.port))
+            tmp.replace(self._port_file)
+        log.warning("egress proxy listening on %s:%d", self._settings.host, self.port)
+        if self._ready is not None:
+            self._ready.set()
+
+
+async def run_egress(
+    settings: Settings, *, ready: asyncio.Event | None = None, port_file: str | None = None
+) -> None:
+    """Serve until SIGTERM/SIGINT (or cancellation); audit is flushed before returning."""
+    from mitmproxy import connection
+    from mitmproxy.options import Options
+    from mitmproxy.tools.dump import DumpMaster
+
+    from vivified.registry.audit import AuditWriter
+    from vivified.registry.db import create_engine, migrate, session_factory
+    from vivified.registry.keys import KeyStore
+    from vivified.registry.snapshot import SnapshotHolder
+    from vivified.registry.tokens import TokenService
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(settings.sqlalchemy_url)
+    await migrate(engine)
+    sessions = session_factory(engine)
+    keys = KeyStore(sessions)
+    await keys.load(create=False)
+    tokens = TokenService(keys, issuer=settings.issuer, ttl=settings.token_ttl)
+    holder = SnapshotHolder(sessions)
+    await holder.reload()
+    holder.start_periodic(min(settings.snapshot_reload_interval, 2.0))
+    audit = AuditWriter(
+        sessions,
+        queue_size=settings.audit_queue_size,
+        batch_size=settings.audit_batch_size,
+        flush_interval=settings.audit_flush_interval,
+    )
+    audit.start()
+    ca_cert = ensure_ca(settings.data_dir)
+    master = DumpMaster(
+        Options(), loop=asyncio.get_running_loop(), with_termlog=False, with_dumper=False
+    )
+    master.options.update(**mitmproxy_options(settings, ca_cert.parent))  # type: ignore[no-untyped-call]
+
+    def close_client(client: connection.Client, abort: bool = False) -> None:
+        handler = master.addons.get("proxyserver").connections.get(client.id)  # type: ignore[no-untyped-call]
+        if handler is None or client not in handler.transports:
+            return
+        writer = handler.transports[client].writer
+        if abort and writer is not None and hasattr(writer, "transport"):
+            writer.transport.abort()  # drop what is buffered: the client sees the cut
+        handler.close_connection(client)
+
+    addon = EgressAddon(
+        snapshots=holder,
+        authenticator=ProxyAuthenticator(tokens, lambda pid: holder.current.plugin_gen(pid)),
+        resolver=Resolver(settings.egress_dns_timeout),
+        audit=audit,
+        own_listeners=[
+            (settings.host, settings.gateway_port),
+            (settings.host, settings.egress_port),
+        ],
+        connect_timeout=settings.upstream_timeout,
+        tunnel_max_seconds=settings.egress_tunnel_max_seconds,
+        close_client=close_client,
+    )
+    master.addons.add(addon, _Ready(addon, settings, port_file, ready))  # type: ignore[no-untyped-call]
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread
+            loop.add_signal_handler(sig, master.should_exit.set)
+    try:
+        await master.run()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.remove_signal_handler(sig)
+        await holder.stop()
+        await audit.stop()
+        await engine.dispose()
+
+
+def main(settings: Settings, *, port_file: str | None = None) -> int:
+    """`vivified egress`: run the proxy in this process until told to stop."""
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run_egress(settings, port_file=port_file))
+    return 0

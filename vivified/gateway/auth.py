@@ -1,0 +1,81 @@
+"""Who is calling: admin principals and plugin tokens, from one Authorization header."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+
+from vivified.gateway.core import Core
+from vivified.gateway.problems import Problem, forbidden, unauthorized
+from vivified.registry.admins import AdminPrincipal, authenticate_admin
+from vivified.registry.bearer import extract_bearer
+from vivified.registry.registrar import looks_like_jwt
+from vivified.registry.tokens import PluginClaims, TokenError
+
+
+def core_of(request: Request) -> Core:
+    core: Core = request.app.state.core
+    return core
+
+
+def bearer(request: Request, *, required: bool = True) -> str | None:
+    """The one Bearer token of the request; 401 for duplicates, query tokens or bad syntax."""
+    try:
+        return extract_bearer(request.scope["headers"], request.scope.get("query_string", b""))
+    except TokenError as exc:
+        if exc.code == "missing_token" and not required:
+            return None
+        raise unauthorized(exc.code, exc.message) from exc
+
+
+async def plugin_claims(request: Request, token: str | None = None) -> PluginClaims:
+    """Verify a plugin token (cached until expiry or revocation)."""
+    core = core_of(request)
+    token = token if token is not None else bearer(request)
+    assert token is not None
+    current_gen = core.snapshot.current.plugin_gen
+    claims = core.tokens.verify_plugin_token_cached(token, current_gen)
+    if claims is not None:
+        return claims
+    try:
+        return await core.tokens.verify_plugin_token(token, current_gen)
+    except TokenError as exc:
+        raise unauthorized(exc.code, exc.message) from exc
+
+
+async def admin(request: Request, scope: str, token: str | None = None) -> AdminPrincipal:
+    """Authenticate an admin and require `scope`."""
+    token = token if token is not None else bearer(request)
+    assert token is not None
+    if looks_like_jwt(token):
+        raise forbidden("admin_required", "this route needs an admin token, not a plugin token")
+    principal = await authenticate_admin(core_of(request).sessions, token)
+    if principal is None:
+        raise unauthorized("invalid_admin_token", "the admin token is unknown, revoked or expired")
+    if not principal.has(scope):
+        raise forbidden("missing_scope", f"this action needs the {scope!r} scope")
+    return principal
+
+
+async def admin_or_self(
+    request: Request, plugin_id: str, scope: str
+) -> AdminPrincipal | PluginClaims:
+    """An admin with `scope`, or the plugin `plugin_id` itself."""
+    token = bearer(request)
+    assert token is not None
+    if looks_like_jwt(token):
+        claims = await plugin_claims(request, token)
+        if claims.plugin_id != plugin_id:
+            raise forbidden("not_self", "a plugin may act only on its own record")
+        return claims
+    return await admin(request, scope, token)
+
+
+def actor_of(principal: AdminPrincipal | PluginClaims) -> str:
+    if isinstance(principal, AdminPrincipal):
+        return principal.actor
+    return principal.plugin_id
+
+
+def require(condition: bool, status: int, code: str, detail: str) -> None:
+    if not condition:
+        raise Problem(status, detail, code=code)

@@ -1,0 +1,106 @@
+"""The gateway's collaborators, built once from the settings and handed to the app."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from vivified.config.settings import Settings
+from vivified.gateway.health import HealthMonitor
+from vivified.policy.health import HealthPolicy
+from vivified.registry.admins import ensure_bootstrap_admin
+from vivified.registry.audit import AuditWriter
+from vivified.registry.db import create_engine, migrate, session_factory
+from vivified.registry.keys import KeyStore
+from vivified.registry.registrar import Registrar
+from vivified.registry.snapshot import SnapshotHolder
+from vivified.registry.tokens import TokenService
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Core:
+    """Everything a request handler may need; one per process, passed explicitly."""
+
+    settings: Settings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    keys: KeyStore
+    tokens: TokenService
+    audit: AuditWriter
+    snapshot: SnapshotHolder
+    registrar: Registrar
+    generated_admin_token: str | None = None
+    health: HealthMonitor | None = None
+
+    @classmethod
+    async def start(cls, settings: Settings) -> Core:
+        """Open the registry (migrating it), load keys and the snapshot, start the writers."""
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(settings.sqlalchemy_url)
+        await migrate(engine)
+        sessions = session_factory(engine)
+        keys = KeyStore(sessions)
+        await keys.load(create=True)
+        tokens = TokenService(keys, issuer=settings.issuer, ttl=settings.token_ttl)
+        audit = AuditWriter(
+            sessions,
+            queue_size=settings.audit_queue_size,
+            batch_size=settings.audit_batch_size,
+            flush_interval=settings.audit_flush_interval,
+        )
+        audit.start()
+        snapshot = SnapshotHolder(sessions)
+        await snapshot.reload()
+        snapshot.start_periodic(settings.snapshot_reload_interval)
+        generated = await ensure_bootstrap_admin(sessions, settings.admin_token)
+        if settings.registration == "open":
+            log.warning(
+                "VIVIFIED_REGISTRATION=open: anyone who can reach the gateway may register a "
+                "new plugin. Use this for local development only."
+            )
+        registrar = Registrar(
+            sessions,
+            tokens,
+            audit,
+            snapshot,
+            registration_mode=settings.registration,
+            phi_min_retention_days=settings.phi_min_retention_days,
+        )
+        core = cls(settings, engine, sessions, keys, tokens, audit, snapshot, registrar, generated)
+        core.health = HealthMonitor(
+            sessions,
+            snapshot,
+            audit,
+            policy=health_policy(settings),
+            interval=settings.health_interval,
+            timeout=min(settings.health_timeout, settings.health_interval),
+            quarantine=lambda pid, actor, reason: registrar.disable(pid, actor, "", reason=reason),
+        )
+        core.health.start()
+        return core
+
+    async def stop(self) -> None:
+        """Drain the audit queue, stop background tasks and close the database."""
+        if self.health is not None:
+            await self.health.stop()
+        await self.snapshot.stop()
+        await self.audit.stop()
+        await self.engine.dispose()
+
+
+def health_policy(settings: Settings) -> HealthPolicy:
+    """Health thresholds from the settings."""
+    return HealthPolicy(
+        degraded_after=settings.health_degraded_after,
+        unhealthy_after=settings.health_unhealthy_after,
+        heartbeat_interval=settings.health_interval,
+        missed_heartbeats_degraded=settings.health_missed_heartbeats_degraded,
+        missed_heartbeats_unhealthy=settings.health_missed_heartbeats_unhealthy,
+        quarantine_enabled=settings.health_quarantine,
+        quarantine_count=settings.health_quarantine_count,
+        quarantine_window=settings.health_quarantine_window,
+    )

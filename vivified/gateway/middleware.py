@@ -1,0 +1,54 @@
+"""Pure ASGI middleware: a request id for every request and a structured access log."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+log = logging.getLogger("vivified.access")
+
+REQUEST_ID_HEADER = b"x-vivified-request-id"
+
+
+class RequestContext:
+    """Assigns a fresh request id (never the caller's) and logs method, path, status, latency."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        rid = uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = rid
+        started = time.perf_counter()
+        status = 0
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                headers = [
+                    (k, v) for k, v in message.get("headers", []) if k.lower() != REQUEST_ID_HEADER
+                ]
+                headers.append((REQUEST_ID_HEADER, rid.encode()))
+                message["headers"] = headers
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            log.info(
+                "request",
+                extra={
+                    "request_id": rid,
+                    "method": scope.get("method", ""),
+                    "path": scope.get("path", ""),  # never the query string: it may hold secrets
+                    "status": status,
+                    "latency_ms": round((time.perf_counter() - started) * 1000, 3),
+                },
+            )

@@ -1,0 +1,202 @@
+"""Admin routes of the foundation: registration tokens and the audit trail."""
+
+from __future__ import annotations
+
+import re
+import time
+from datetime import datetime
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from vivified.gateway import auth
+from vivified.gateway.bodies import json_object, read_json
+from vivified.gateway.problems import Problem, not_found
+from vivified.gateway.routes_plugins import request_id
+from vivified.registry import registration_tokens as regtokens
+from vivified.registry.audit import AuditEvent
+from vivified.registry.audit_chain import verify_chain
+from vivified.registry.audit_query import query_audit
+
+PLUGIN_ID = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
+ADMIN_BODY_CAP = 64 * 1024
+
+
+def _int_field(
+    body: dict[str, Any], name: str, default: int, lo: int, hi: int, errors: list[dict[str, str]]
+) -> int:
+    value = body.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+        errors.append(
+            {
+                "path": f"/{name}",
+                "code": "out_of_range",
+                "message": f"{name} must be an integer from {lo} to {hi}",
+            }
+        )
+        return default
+    return value
+
+
+async def create_registration_token(request: Request) -> Response:
+    """Issue a registration token, optionally bound to one plugin id."""
+    core = auth.core_of(request)
+    principal = await auth.admin(request, "plugins:manage")
+    body = json_object(await read_json(request, ADMIN_BODY_CAP, allow_empty=True))
+    errors: list[dict[str, str]] = []
+    for key in body:
+        if key not in {"plugin_id", "uses", "ttl_seconds"}:
+            errors.append(
+                {
+                    "path": f"/{key}",
+                    "code": "unknown_field",
+                    "message": "known fields: plugin_id, uses, ttl_seconds",
+                }
+            )
+    plugin_id = body.get("plugin_id")
+    if plugin_id is not None and (
+        not isinstance(plugin_id, str) or not PLUGIN_ID.match(plugin_id) or len(plugin_id) > 63
+    ):
+        errors.append(
+            {
+                "path": "/plugin_id",
+                "code": "invalid_id",
+                "message": "plugin_id must be a valid plugin id",
+            }
+        )
+        plugin_id = None
+    uses = _int_field(body, "uses", 1, 1, regtokens.MAX_USES, errors)
+    ttl = _int_field(
+        body, "ttl_seconds", core.settings.registration_token_ttl, 60, regtokens.MAX_TTL, errors
+    )
+    if errors:
+        raise Problem(422, "the request has problems", code="invalid_body", errors=errors)
+    issued = await regtokens.create_registration_token(
+        core.sessions,
+        plugin_id=plugin_id,
+        uses=uses,
+        ttl_seconds=ttl,
+        created_by=principal.actor,
+    )
+    await core.audit.record(
+        AuditEvent(
+            actor=principal.actor,
+            lane="admin",
+            action="registration_token_create",
+            target=plugin_id or "*",
+            decision="allow",
+            reason="created",
+            request_id=request_id(request),
+            status=201,
+            detail={"token_id": issued.id, "uses": uses, "ttl_seconds": ttl},
+        )
+    )
+    return JSONResponse(
+        {
+            "id": issued.id,
+            "token": issued.token,
+            "expires_at": issued.expires_at,
+            "uses": issued.uses,
+            "plugin_id": issued.plugin_id,
+        },
+        status_code=201,
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+async def list_registration_tokens(request: Request) -> Response:
+    """Registration tokens' metadata (never the tokens)."""
+    core = auth.core_of(request)
+    await auth.admin(request, "plugins:manage")
+    return JSONResponse({"items": await regtokens.list_registration_tokens(core.sessions)})
+
+
+async def revoke_registration_token(request: Request) -> Response:
+    """Revoke a registration token."""
+    core = auth.core_of(request)
+    principal = await auth.admin(request, "plugins:manage")
+    token_id = request.path_params["token_id"]
+    if not await regtokens.revoke_registration_token(core.sessions, token_id):
+        raise not_found(f"no registration token {token_id!r}")
+    await core.audit.record(
+        AuditEvent(
+            actor=principal.actor,
+            lane="admin",
+            action="registration_token_revoke",
+            target=token_id,
+            decision="allow",
+            reason="revoked",
+            request_id=request_id(request),
+            status=204,
+        )
+    )
+    return Response(status_code=204)
+
+
+def _time_param(request: Request, name: str) -> float | None:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        return float(raw)
+    except ValueError:
+        pass
+    try:
+        return datetime.fromisoformat(raw.replace("Z", "+00:00")).timestamp()
+    except ValueError as exc:
+        raise Problem(400, f"{name} must be epoch seconds or ISO-8601", code="bad_query") from exc
+
+
+async def audit_records(request: Request) -> Response:
+    """Query the audit trail, newest first, with filters and a paging cursor."""
+    core = auth.core_of(request)
+    await auth.admin(request, "audit:read")
+    q = request.query_params
+    limit_raw = q.get("limit", "100")
+    if not limit_raw.isdigit():
+        raise Problem(400, "limit must be a positive integer", code="bad_query")
+    try:
+        items, cursor = await query_audit(
+            core.sessions,
+            actor=q.get("actor") or None,
+            target=q.get("target") or None,
+            lane=q.get("lane") or None,
+            action=q.get("action") or None,
+            decision=q.get("decision") or None,
+            since=_time_param(request, "since"),
+            until=_time_param(request, "until"),
+            limit=int(limit_raw),
+            cursor=q.get("cursor") or None,
+        )
+    except ValueError as exc:
+        raise Problem(400, str(exc), code="bad_query") from exc
+    return JSONResponse({"items": items, "next_cursor": cursor})
+
+
+async def audit_verify(request: Request) -> Response:
+    """Verify the audit hash chain end to end."""
+    core = auth.core_of(request)
+    await auth.admin(request, "audit:read")
+    await core.audit.flush()
+    started = time.perf_counter()
+    report = await verify_chain(core.sessions)
+    return JSONResponse(
+        {
+            "ok": report.ok,
+            "checked": report.checked,
+            "first_bad_id": report.first_bad_id,
+            "problem": report.problem,
+            "seconds": round(time.perf_counter() - started, 3),
+        }
+    )
+
+
+ROUTES = [
+    Route("/admin/registration-tokens", create_registration_token, methods=["POST"]),
+    Route("/admin/registration-tokens", list_registration_tokens, methods=["GET"]),
+    Route("/admin/registration-tokens/{token_id}", revoke_registration_token, methods=["DELETE"]),
+    Route("/admin/audit", audit_records, methods=["GET"]),
+    Route("/admin/audit/verify", audit_verify, methods=["GET"]),
+]
