@@ -15,6 +15,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from support.manifests import SEED_USER_MANAGEMENT, simple
 from support.procs import CoreProcess, admin_headers
+
 from vivified.registry.manifest import validate_manifest
 
 

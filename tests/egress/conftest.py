@@ -182,11 +182,10 @@ PLUGINS: dict[str, dict[str, Any]] = {
 
 
 async def _setup_db(data_dir: Path, doc: dict[str, Any]) -> dict[str, str]:
-    from vivified.registry.keys import KeyStore
-    from vivified.registry.tokens import TokenService
-
     from vivified.registry.db import create_engine, migrate, session_factory
+    from vivified.registry.keys import KeyStore
     from vivified.registry.models import ConfigDocument, Plugin
+    from vivified.registry.tokens import TokenService
 
     engine = create_engine(f"sqlite+aiosqlite:///{data_dir.resolve() / 'registry.db'}")
     try:

@@ -89,7 +89,9 @@ CRED_CASES = [
     pytest.param("Bearer abc", "malformed_credentials", id="not-basic"),
     pytest.param("Basic !!!", "malformed_credentials", id="bad-base64"),
     pytest.param(
-        "Basic " + base64.b64encode(b"alpha:not-a-token").decode(), "malformed_token", id="bad-token"
+        "Basic " + base64.b64encode(b"alpha:not-a-token").decode(),
+        "malformed_token",
+        id="bad-token",
     ),
 ]
 

@@ -95,7 +95,7 @@ async def test_a_failing_store_is_retried_not_dropped(
     assert writer.pending == 1
     async with sessions() as s, s.begin():
         await s.execute(text("ALTER TABLE audit_records_away RENAME TO audit_records"))
-    assert await writer.flush(timeout=20)
+    assert await writer.flush(wait_s=20)
     assert writer.healthy
     assert await count(sessions) == 1
 

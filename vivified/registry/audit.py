@@ -102,20 +102,20 @@ class AuditWriter:
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run(), name="audit-writer")
 
-    async def flush(self, timeout: float = 30.0) -> bool:
+    async def flush(self, wait_s: float = 30.0) -> bool:
         """Wait until everything queued so far is committed; False on timeout."""
         if self._task is None:
             await self._drain_once()
             return self._queue.empty()
         try:
-            await asyncio.wait_for(self._queue.join(), timeout)
+            await asyncio.wait_for(self._queue.join(), wait_s)
         except TimeoutError:
             return False
         return True
 
-    async def stop(self, timeout: float = 30.0) -> None:
-        """Write what is queued (bounded by `timeout`), then stop the task."""
-        await self.flush(timeout)
+    async def stop(self, wait_s: float = 30.0) -> None:
+        """Write what is queued (bounded by `wait_s`), then stop the task."""
+        await self.flush(wait_s)
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
