@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from vivified.config.logs import configure_logging
+from vivified.config.nats_server import ManagedNats
 from vivified.config.settings import Settings, SettingsError, load_settings
 
 
@@ -162,7 +163,11 @@ def up(settings: Settings, args: argparse.Namespace) -> int:
         }
     )
     children: list[tuple[str, subprocess.Popen[Any], Path]] = []
+    nats: ManagedNats | None = None
     try:
+        if not settings.nats_url:  # embedded NATS with JetStream, data under the data dir
+            nats = ManagedNats(settings.data_dir.resolve(), settings.host)
+            env["VIVIFIED_NATS_URL"] = nats.start()
         for name, port in (("gateway", settings.gateway_port), ("egress", settings.egress_port)):
             port_file = run_dir / f"{name}.port"
             port_file.unlink(missing_ok=True)
@@ -181,7 +186,7 @@ def up(settings: Settings, args: argparse.Namespace) -> int:
             # Our own interpreter and module with validated settings: no untrusted input.
             children.append((name, subprocess.Popen(cmd, env=env), port_file))  # noqa: S603
         ports = {name: _wait_port(pf, proc) for name, proc, pf in children}
-        _print_banner(settings, ports, admin_token)
+        _print_banner(settings, ports, admin_token, env.get("VIVIFIED_NATS_URL", ""), nats)
         return _supervise([proc for _, proc, _ in children])
     except KeyboardInterrupt:
         return 0
@@ -190,9 +195,17 @@ def up(settings: Settings, args: argparse.Namespace) -> int:
         return 1
     finally:
         _stop_children([proc for _, proc, _ in children])
+        if nats is not None:
+            nats.stop()
 
 
-def _print_banner(settings: Settings, ports: dict[str, int], admin_token: str | None) -> None:
+def _print_banner(
+    settings: Settings,
+    ports: dict[str, int],
+    admin_token: str | None,
+    nats_url: str,
+    nats: ManagedNats | None,
+) -> None:
     gw = f"http://{settings.host}:{ports['gateway']}"
     lines = [
         "",
@@ -200,6 +213,7 @@ def _print_banner(settings: Settings, ports: dict[str, int], admin_token: str | 
         f"  gateway        {gw}   (health: {gw}/healthz, API: {gw}/openapi.json)",
         f"  egress proxy   http://{settings.host}:{ports['egress']}   (CA: {gw}/egress/ca.pem)",
         f"  registry       {settings.database_url or settings.data_dir / 'registry.db'}",
+        f"  NATS           {nats_url}   ({'embedded, JetStream' if nats else 'external'})",
         f"  data dir       {settings.data_dir.resolve()}",
     ]
     if admin_token:

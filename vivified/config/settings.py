@@ -37,6 +37,9 @@ class Settings:
     max_body_bytes: int = 100 * 1024 * 1024
     max_manifest_bytes: int = 1024 * 1024
     upstream_timeout: float = 30.0
+    upstream_connections: int = 512  # operator-lane client pool (all targets together)
+    circuit_threshold: int = 5  # consecutive upstream failures that open a target's circuit
+    circuit_cooldown: float = 10.0  # seconds before a probe request is let through
     health_interval: float = 30.0
     phi_min_retention_days: int = 2190
     audit_queue_size: int = 10_000

@@ -86,6 +86,7 @@ async def run_egress(
     from mitmproxy.options import Options
     from mitmproxy.tools.dump import DumpMaster
 
+    from vivified.config.propagation import connect_snapshot
     from vivified.registry.audit import AuditWriter
     from vivified.registry.db import create_engine, migrate, session_factory
     from vivified.registry.keys import KeyStore
@@ -102,6 +103,7 @@ async def run_egress(
     holder = SnapshotHolder(sessions)
     await holder.reload()
     holder.start_periodic(min(settings.snapshot_reload_interval, 2.0))
+    bus = connect_snapshot(settings, holder, "vivified-egress")
     audit = AuditWriter(
         sessions,
         queue_size=settings.audit_queue_size,
@@ -149,6 +151,8 @@ async def run_egress(
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.remove_signal_handler(sig)
         await holder.stop()
+        if bus is not None:
+            await bus.close()
         await audit.stop()
         await engine.dispose()
 

@@ -7,11 +7,21 @@ from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
+from starlette.routing import Route
 
 from vivified.config.settings import Settings
-from vivified.gateway import routes_admin, routes_health, routes_meta, routes_plugins
+from vivified.gateway import (
+    routes_admin,
+    routes_admins,
+    routes_config,
+    routes_grants,
+    routes_health,
+    routes_meta,
+    routes_plugins,
+)
 from vivified.gateway.core import Core
 from vivified.gateway.middleware import RequestContext
+from vivified.gateway.operator_lane import OperatorLane
 from vivified.gateway.problems import EXCEPTION_HANDLERS
 
 
@@ -34,6 +44,11 @@ def create_app(settings: Settings, core: Core | None = None) -> Starlette:
         *routes_plugins.ROUTES,
         *routes_health.ROUTES,
         *routes_admin.ROUTES,
+        *routes_grants.ROUTES,
+        *routes_config.ROUTES,
+        *routes_admins.ROUTES,
+        # The operator lane catches everything else, so it must stay last.
+        Route("/{service}/{rest:path}", OperatorLane()),
     ]
     return Starlette(
         routes=routes,

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+import aiohttp
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from vivified.config.bus import Bus
+from vivified.config.config_service import ConfigService
+from vivified.config.propagation import connect_snapshot
 from vivified.config.settings import Settings
+from vivified.gateway.circuit import CircuitBreakers
 from vivified.gateway.health import HealthMonitor
+from vivified.gateway.operator_routes import RouteTables
+from vivified.gateway.upstream import new_client
 from vivified.policy.health import HealthPolicy
 from vivified.registry.admins import ensure_bootstrap_admin
 from vivified.registry.audit import AuditWriter
@@ -35,6 +42,18 @@ class Core:
     registrar: Registrar
     generated_admin_token: str | None = None
     health: HealthMonitor | None = None
+    routes: RouteTables = field(default_factory=RouteTables)
+    circuits: CircuitBreakers = field(default_factory=CircuitBreakers)
+    _upstream: aiohttp.ClientSession | None = None
+    bus: Bus | None = None
+    config: ConfigService = field(init=False)
+
+    @property
+    def upstream(self) -> aiohttp.ClientSession:
+        """The operator lane's pooled client (made on first use, inside the event loop)."""
+        if self._upstream is None:
+            self._upstream = new_client(self.settings)
+        return self._upstream
 
     @classmethod
     async def start(cls, settings: Settings) -> Core:
@@ -71,6 +90,11 @@ class Core:
             phi_min_retention_days=settings.phi_min_retention_days,
         )
         core = cls(settings, engine, sessions, keys, tokens, audit, snapshot, registrar, generated)
+        core.config = ConfigService(sessions, snapshot, audit)
+        core.bus = connect_snapshot(settings, snapshot, "vivified-gateway")
+        core.circuits = CircuitBreakers(
+            threshold=settings.circuit_threshold, cooldown=settings.circuit_cooldown
+        )
         core.health = HealthMonitor(
             sessions,
             snapshot,
@@ -88,6 +112,10 @@ class Core:
         if self.health is not None:
             await self.health.stop()
         await self.snapshot.stop()
+        if self.bus is not None:
+            await self.bus.close()
+        if self._upstream is not None:
+            await self._upstream.close()
         await self.audit.stop()
         await self.engine.dispose()
 

@@ -230,7 +230,7 @@ class HealthMonitor:
         return after
 
     async def _transition(self, pid: str, before: Health, after: Health, source: str) -> None:
-        await self._snapshot.reload()
+        await self._snapshot.changed("health")
         await self._audit.record(
             AuditEvent(
                 actor="core:health",

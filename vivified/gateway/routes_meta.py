@@ -34,10 +34,16 @@ async def readyz(request: Request) -> Response:
         checks["database"] = "unavailable"
     checks["audit"] = "ok" if core.audit.healthy else "failing"
     ready = all(v == "ok" for v in checks.values())
-    return JSONResponse(
-        {"status": "ready" if ready else "not_ready", "checks": checks},
-        status_code=200 if ready else 503,
-    )
+    # NATS is reported but does not fail readiness: without it the lanes keep serving on their
+    # snapshot (refreshed by the periodic reload); pulling every replica would be worse.
+    if core.bus is None:
+        checks["nats"] = "not_configured"
+    else:
+        checks["nats"] = "ok" if core.bus.connected else "disconnected"
+    status = "ready" if ready else "not_ready"
+    if ready and checks["nats"] == "disconnected":
+        status = "degraded"
+    return JSONResponse({"status": status, "checks": checks}, status_code=200 if ready else 503)
 
 
 async def jwks(request: Request) -> Response:

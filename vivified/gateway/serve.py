@@ -22,6 +22,8 @@ async def serve_gateway(settings: Settings, *, port_file: str | None = None) -> 
         access_log=False,
         lifespan="on",
         server_header=False,
+        # Never let a caller rewrite its own address with X-Forwarded-For / Forwarded.
+        proxy_headers=False,
         timeout_graceful_shutdown=10,
     )
     server = uvicorn.Server(config)

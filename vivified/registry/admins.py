@@ -6,9 +6,11 @@ import time
 import uuid
 from collections.abc import Collection
 from dataclasses import dataclass
+from typing import Any
 
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from sqlmodel import select
+from sqlmodel import col, select
 
 from vivified.registry.models import AdminToken, AdminUser
 from vivified.registry.secrets import hash_secret, new_secret, secrets_equal
@@ -185,3 +187,61 @@ async def issue_admin_token(
         )
         s.add(row)
     return IssuedAdminToken(token, row.id, user_id, tuple(wanted), row.expires_at)
+
+
+def _user_json(user: AdminUser) -> dict[str, Any]:
+    return {
+        "id": user.id,
+        "name": user.name,
+        "scopes": list(user.scopes),
+        "disabled": user.disabled,
+        "created_at": user.created_at,
+    }
+
+
+async def create_admin_user(
+    sessions: async_sessionmaker[AsyncSession], name: str, scopes: Collection[str]
+) -> dict[str, Any]:
+    wanted = check_scopes(scopes)
+    user = AdminUser(id=uuid.uuid4().hex, name=name, scopes=wanted, created_at=time.time())
+    try:
+        async with sessions() as s, s.begin():
+            s.add(user)
+    except IntegrityError as exc:
+        raise AdminError("name_taken", f"an admin called {name!r} exists") from exc
+    return _user_json(user)
+
+
+async def list_admin_users(sessions: async_sessionmaker[AsyncSession]) -> list[dict[str, Any]]:
+    async with sessions() as s:
+        rows = (await s.execute(select(AdminUser).order_by(col(AdminUser.created_at)))).scalars()
+        return [_user_json(u) for u in rows.all()]
+
+
+async def list_admin_tokens(
+    sessions: async_sessionmaker[AsyncSession], user_id: str
+) -> list[dict[str, Any]]:
+    """Token metadata only: the token itself is never shown again."""
+    async with sessions() as s:
+        stmt = select(AdminToken).where(col(AdminToken.user_id) == user_id)
+        rows = (await s.execute(stmt.order_by(col(AdminToken.created_at)))).scalars().all()
+    return [
+        {
+            "id": t.id,
+            "name": t.name,
+            "scopes": list(t.scopes),
+            "created_at": t.created_at,
+            "expires_at": t.expires_at,
+            "revoked": t.revoked_at is not None,
+        }
+        for t in rows
+    ]
+
+
+async def revoke_admin_token(sessions: async_sessionmaker[AsyncSession], token_id: str) -> bool:
+    async with sessions() as s, s.begin():
+        row = await s.get(AdminToken, token_id)
+        if row is None or row.revoked_at is not None:
+            return False
+        row.revoked_at = time.time()
+    return True

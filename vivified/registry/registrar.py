@@ -179,7 +179,7 @@ class Registrar:
                 {"errors": [e.get("code") for e in exc.errors or ()]},
             )
             raise
-        await self._snapshot.reload()
+        await self._snapshot.changed("plugins")
         status = 201 if outcome.created else 200
         await self._record(
             "register",
@@ -342,7 +342,7 @@ class Registrar:
             row.status = "active"
             row.updated_at = time.time()
             record = plugin_record(row)
-        await self._snapshot.reload()
+        await self._snapshot.changed("plugins")
         await self._record("enable", actor, pid, "allow", "enabled", request_id, 200, started)
         return record
 
@@ -359,7 +359,7 @@ class Registrar:
             row.gen += 1
             row.updated_at = time.time()
             record = plugin_record(row)
-        await self._snapshot.reload()
+        await self._snapshot.changed("plugins")
         await self._record("disable", actor, pid, "allow", reason, request_id, 200, started)
         return record
 
@@ -375,7 +375,7 @@ class Registrar:
                 delete(Grant).where(or_(col(Grant.caller) == pid, col(Grant.target) == pid))
             )
             await s.execute(delete(ContractChoice).where(col(ContractChoice.plugin_id) == pid))
-        await self._snapshot.reload()
+        await self._snapshot.changed("plugins")
         await self._record(
             "unregister", actor, pid, "allow", "unregistered", request_id, 204, started
         )

@@ -132,10 +132,25 @@ class SnapshotHolder:
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self._listeners: list[Listener] = []
+        self._publisher: Callable[[str], Awaitable[object]] | None = None
 
     @property
     def current(self) -> Snapshot:
         return self._current
+
+    def set_publisher(self, publisher: Callable[[str], Awaitable[object]]) -> None:
+        """How `changed()` tells the other processes (the config layer wires NATS in)."""
+        self._publisher = publisher
+
+    async def changed(self, kind: str) -> Snapshot:
+        """After a committed registry change: reload here, then notify every other process."""
+        fresh = await self.reload()
+        if self._publisher is not None:
+            try:
+                await self._publisher(kind)
+            except Exception:  # the periodic reload carries the change
+                log.exception("change notice failed")
+        return fresh
 
     def add_listener(self, listener: Listener) -> None:
         """Call `listener(snapshot)` after every swap."""

@@ -1,0 +1,137 @@
+"""Bench: Operator API lane throughput and added latency against a direct upstream, one run.
+
+wrk drives both: first the upstream plugin app directly, then the same endpoint through the
+gateway (JWT verification, policy, audit all on). The gateway is pinned to CPU 0; the
+upstream and wrk share CPU 1, the same in both runs. Prints req/s, the ratio, p50/p99 and
+whether the audit trail holds one record per request.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from support.manifests import simple
+from support.procs import CoreProcess, admin_headers, register, registration_token
+
+DURATION = int(os.environ.get("BENCH_SECONDS", "10"))
+CONNECTIONS = 32
+UPSTREAM = """
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    body = b'{"id":42,"name":"bench"}'
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+"""
+
+
+def _pin(cpu: int) -> list[str]:
+    return ["taskset", "-c", str(cpu)] if shutil.which("taskset") and os.cpu_count() else []
+
+
+def wrk(url: str, headers: dict[str, str]) -> dict[str, float]:
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is not installed (Debian: apt-get install wrk)")
+    cmd = [*_pin(1), "wrk", "-t1", f"-c{CONNECTIONS}", f"-d{DURATION}s", "--latency"]
+    for k, v in headers.items():
+        cmd += ["-H", f"{k}: {v}"]
+    out = subprocess.run([*cmd, url], capture_output=True, text=True, check=True).stdout
+    result = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))}  # type: ignore[union-attr]
+    result["requests"] = float(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    result["errors"] = float(non2xx.group(1)) if non2xx else 0.0
+    for pct in ("50", "99"):
+        m = re.search(rf"\s{pct}%\s+([\d.]+)(us|ms|s)\b", out)
+        assert m is not None, out
+        scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
+        result[f"p{pct}"] = float(m.group(1)) * scale
+    return result
+
+
+def start_upstream(tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
+    (tmp / "bench_upstream.py").write_text(UPSTREAM)
+    port_file = tmp / "upstream.port"
+    sock_cmd = (
+        "import socket,sys,uvicorn;"
+        "s=socket.socket();s.bind(('127.0.0.1',0));"
+        f"open({str(port_file)!r},'w').write(str(s.getsockname()[1]));"
+        "uvicorn.Server(uvicorn.Config('bench_upstream:app',log_level='warning',"
+        "access_log=False,lifespan='off',http='httptools',loop='uvloop'))"
+        ".run(sockets=[s])"
+    )
+    proc = subprocess.Popen([*_pin(1), sys.executable, "-c", sock_cmd], cwd=tmp)
+    deadline = time.monotonic() + 20
+    while not port_file.exists() or not port_file.read_text():
+        if time.monotonic() > deadline or proc.poll() is not None:
+            sys.exit("upstream did not start")
+        time.sleep(0.05)
+    return proc, f"http://127.0.0.1:{port_file.read_text()}"
+
+
+def main() -> None:
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        upstream, url = start_upstream(tmp)
+        gw = CoreProcess("gateway", tmp / "core", {"VIVIFIED_LOG_LEVEL": "warning"})
+        try:
+            gw.start()
+            subprocess.run(["taskset", "-pc", "0", str(gw.proc.pid)], capture_output=True)  # type: ignore[union-attr]
+            with httpx.Client(base_url=gw.url, trust_env=False, timeout=30) as c:
+                target = simple("target", base_url=url, endpoints={"item": "/api/items/{id}"})
+                assert register(c, target, registration_token(c)).status_code == 201
+                r = register(c, simple("caller", dependencies=["target"]), registration_token(c))
+                token = r.json()["token"]
+                assert (
+                    c.get(
+                        "/target/items/42", headers={"Authorization": f"Bearer {token}"}
+                    ).status_code
+                    == 200
+                )
+            direct = wrk(f"{url}/api/items/42", {})
+            via = wrk(f"{gw.url}/target/items/42", {"Authorization": f"Bearer {token}"})
+            time.sleep(1.0)
+            with httpx.Client(base_url=gw.url, trust_env=False, timeout=60) as c:
+                n = 0
+                cursor = None
+                while True:
+                    params = {"lane": "operator", "actor": "caller", "limit": "1000"}
+                    if cursor:
+                        params["cursor"] = cursor
+                    page = c.get("/admin/audit", params=params, headers=admin_headers()).json()
+                    n += len(page["items"])
+                    cursor = page["next_cursor"]
+                    if not cursor:
+                        break
+        finally:
+            gw.stop()
+            upstream.terminate()
+            upstream.wait(10)
+    ratio = via["rps"] / direct["rps"]
+    print(f"operator lane, {CONNECTIONS} connections, {DURATION}s each (wrk -t1)")
+    for label, r in (("direct upstream", direct), ("via gateway    ", via)):
+        print(
+            f"  {label}: {r['rps']:9.0f} req/s  p50 {r['p50']:.2f} ms  p99 {r['p99']:.2f} ms"
+            f"  (non-2xx: {r['errors']:.0f})"
+        )
+    print(f"  ratio gateway/direct: {ratio:.3f}")
+    added50, added99 = via["p50"] - direct["p50"], via["p99"] - direct["p99"]
+    print(f"  added latency: p50 {added50:.2f} ms, p99 {added99:.2f} ms (target p99 <= 5 ms)")
+    # wrk counts only completed requests; the one warm-up call is in the trail too
+    print(f"  audit records for the caller: {n} (wrk completed {via['requests']:.0f} + 1 warm-up)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,159 @@
+"""The config API over HTTP: egress document, per-plugin allowlists, revisions and revert.
+
+Each object has a version, sent as `ETag: "N"`; a write with `If-Match` naming another
+version answers 412 and changes nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from vivified.config.config_service import ConfigError
+from vivified.gateway import auth
+from vivified.gateway.bodies import read_json
+from vivified.gateway.problems import Problem
+from vivified.gateway.routes_plugins import request_id
+from vivified.registry import config_store as store
+
+BODY_CAP = 1024 * 1024
+MAX_LIMIT = 500
+
+
+def _expected(request: Request) -> int | None:
+    raw = request.headers.get("if-match")
+    if raw is None or raw.strip() == "*":
+        return None
+    text = raw.strip().removeprefix("W/").strip('"')
+    if not text.isdigit():
+        raise Problem(400, 'If-Match must be a version ETag such as "3"', code="bad_if_match")
+    return int(text)
+
+
+def _comment(body: Any) -> str:
+    comment = body.get("comment", "") if isinstance(body, dict) else ""
+    return comment[:500] if isinstance(comment, str) else ""
+
+
+def _versioned(value: dict[str, Any], version: int) -> Response:
+    return JSONResponse({**value, "version": version}, headers={"ETag": f'"{version}"'})
+
+
+def _problem(exc: ConfigError) -> Problem:
+    return Problem(exc.status, exc.message, code=exc.code, errors=exc.errors)
+
+
+async def get_egress(request: Request) -> Response:
+    core = auth.core_of(request)
+    await auth.admin(request, "egress:manage")
+    got = await core.config.get_egress()
+    return _versioned(got.value, got.version)
+
+
+async def put_egress(request: Request) -> Response:
+    core = auth.core_of(request)
+    principal = await auth.admin(request, "egress:manage")
+    expected = _expected(request)
+    body = await read_json(request, BODY_CAP)
+    try:
+        got = await core.config.put_egress(
+            body,
+            expected=expected,
+            actor=principal.actor,
+            comment=_comment(body),
+            request_id=request_id(request),
+        )
+    except ConfigError as exc:
+        raise _problem(exc) from exc
+    return _versioned(got.value, got.version)
+
+
+async def get_allowlist(request: Request) -> Response:
+    core = auth.core_of(request)
+    await auth.admin(request, "egress:manage")
+    try:
+        got = await core.config.get_allowlist(request.path_params["plugin_id"])
+    except ConfigError as exc:
+        raise _problem(exc) from exc
+    return _versioned(got.value, got.version)
+
+
+async def put_allowlist(request: Request) -> Response:
+    core = auth.core_of(request)
+    principal = await auth.admin(request, "egress:manage")
+    expected = _expected(request)
+    body = await read_json(request, BODY_CAP)
+    try:
+        got = await core.config.put_allowlist(
+            request.path_params["plugin_id"],
+            body,
+            expected=expected,
+            actor=principal.actor,
+            comment=_comment(body),
+            request_id=request_id(request),
+        )
+    except ConfigError as exc:
+        raise _problem(exc) from exc
+    return _versioned(got.value, got.version)
+
+
+def _int_param(request: Request, name: str, default: int | None) -> int | None:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return default
+    if not raw.isdigit():
+        raise Problem(400, f"{name} must be a positive integer", code="bad_query")
+    return int(raw)
+
+
+async def list_revisions(request: Request) -> Response:
+    core = auth.core_of(request)
+    await auth.admin(request, "egress:manage")
+    limit = _int_param(request, "limit", 100) or 100
+    items = await store.list_revisions(
+        core.sessions,
+        obj=request.query_params.get("object") or None,
+        limit=min(limit, MAX_LIMIT),
+        before_id=_int_param(request, "before", None),
+    )
+    return JSONResponse({"items": items})
+
+
+async def get_revision(request: Request) -> Response:
+    core = auth.core_of(request)
+    await auth.admin(request, "egress:manage")
+    rev = request.path_params["rev"]
+    try:
+        return JSONResponse(await store.get_revision(core.sessions, rev))
+    except store.UnknownObject as exc:
+        raise Problem(404, f"no revision {rev}", code="not_found") from exc
+
+
+async def revert_revision(request: Request) -> Response:
+    core = auth.core_of(request)
+    principal = await auth.admin(request, "egress:manage")
+    body = await read_json(request, BODY_CAP, allow_empty=True)
+    try:
+        result = await core.config.revert(
+            request.path_params["rev"],
+            actor=principal.actor,
+            comment=_comment(body),
+            request_id=request_id(request),
+        )
+    except ConfigError as exc:
+        raise _problem(exc) from exc
+    return JSONResponse(result)
+
+
+ROUTES = [
+    Route("/admin/egress", get_egress, methods=["GET"]),
+    Route("/admin/egress", put_egress, methods=["PUT"]),
+    Route("/admin/plugins/{plugin_id}/allowed-domains", get_allowlist, methods=["GET"]),
+    Route("/admin/plugins/{plugin_id}/allowed-domains", put_allowlist, methods=["PUT"]),
+    Route("/admin/config/revisions", list_revisions, methods=["GET"]),
+    Route("/admin/config/revisions/{rev:int}", get_revision, methods=["GET"]),
+    Route("/admin/config/revisions/{rev:int}/revert", revert_revision, methods=["POST"]),
+]

@@ -1,0 +1,191 @@
+"""Admin routes of the operator lane: grants, contract choices, and the policy explainer."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from vivified.gateway import auth
+from vivified.gateway.bodies import json_object, read_json
+from vivified.gateway.lane_errors import LaneError
+from vivified.gateway.operator_lane import evaluate
+from vivified.gateway.problems import Problem, not_found
+from vivified.gateway.routes_plugins import request_id
+from vivified.registry import grants
+from vivified.registry.audit import AuditEvent
+
+ADMIN_BODY_CAP = 64 * 1024
+METHOD = re.compile(r"^[A-Z]{1,16}$")
+CONTRACT = re.compile(r"^[A-Z][A-Za-z0-9]*Plugin$")
+PATTERN = re.compile(r"^/api(/(\*\*|\*|[A-Za-z0-9._~!$&'()+,;=:@%-]+))*/?$")
+MAX_ITEMS = 64
+
+
+def _problem(path: str, code: str, message: str) -> dict[str, str]:
+    return {"path": path, "code": code, "message": message}
+
+
+def _string_list(
+    body: dict[str, Any], name: str, rule: re.Pattern[str], errors: list[dict[str, str]]
+) -> list[str]:
+    value = body.get(name, [])
+    if not isinstance(value, list) or len(value) > MAX_ITEMS:
+        errors.append(_problem(f"/{name}", "invalid_type", f"{name} must be a list (≤ 64)"))
+        return []
+    out: list[str] = []
+    for i, item in enumerate(value):
+        if not isinstance(item, str) or not rule.match(item if name != "methods" else item.upper()):
+            errors.append(_problem(f"/{name}/{i}", f"invalid_{name[:-1]}", f"bad {name[:-1]}"))
+        else:
+            out.append(item.upper() if name == "methods" else item)
+    return out
+
+
+async def _audit(
+    request: Request, actor: str, action: str, target: str, status: int, detail: dict[str, Any]
+) -> None:
+    await auth.core_of(request).audit.record(
+        AuditEvent(
+            actor=actor,
+            lane="admin",
+            action=action,
+            target=target,
+            decision="allow",
+            reason="changed",
+            request_id=request_id(request),
+            status=status,
+            detail=detail,
+        )
+    )
+
+
+async def create_grant(request: Request) -> Response:
+    core = auth.core_of(request)
+    principal = await auth.admin(request, "plugins:manage")
+    body = json_object(await read_json(request, ADMIN_BODY_CAP))
+    errors: list[dict[str, str]] = []
+    for key in body:
+        if key not in {"caller", "target", "methods", "paths"}:
+            errors.append(
+                _problem(f"/{key}", "unknown_field", "known: caller, target, methods, paths")
+            )
+    plugins = core.snapshot.current.plugins
+    for name in ("caller", "target"):
+        value = body.get(name)
+        if not isinstance(value, str) or value not in plugins:
+            errors.append(
+                _problem(f"/{name}", "unknown_plugin", f"{name} must be a registered plugin id")
+            )
+    methods = _string_list(body, "methods", METHOD, errors)
+    paths = _string_list(body, "paths", PATTERN, errors)
+    if errors:
+        raise Problem(422, "the grant is invalid", code="invalid_grant", errors=errors)
+    row = await grants.create_grant(
+        core.sessions,
+        caller=body["caller"],
+        target=body["target"],
+        methods=methods,
+        paths=paths,
+        created_by=principal.actor,
+    )
+    await core.snapshot.changed("grants")
+    await _audit(
+        request,
+        principal.actor,
+        "grant_create",
+        row["target"],
+        201,
+        {"grant": row["id"], "caller": row["caller"]},
+    )
+    return JSONResponse(row, status_code=201)
+
+
+async def list_grants(request: Request) -> Response:
+    core = auth.core_of(request)
+    await auth.admin(request, "plugins:manage")
+    q = request.query_params
+    items = await grants.list_grants(
+        core.sessions, caller=q.get("caller") or None, target=q.get("target") or None
+    )
+    return JSONResponse({"items": items})
+
+
+async def delete_grant(request: Request) -> Response:
+    core = auth.core_of(request)
+    principal = await auth.admin(request, "plugins:manage")
+    grant_id = request.path_params["grant_id"]
+    if not await grants.delete_grant(core.sessions, grant_id):
+        raise not_found("no such grant")
+    await core.snapshot.changed("grants")
+    await _audit(request, principal.actor, "grant_delete", grant_id, 204, {"grant": grant_id})
+    return Response(status_code=204)
+
+
+async def choose_contract(request: Request) -> Response:
+    core = auth.core_of(request)
+    principal = await auth.admin(request, "plugins:manage")
+    contract = request.path_params["contract"]
+    if not CONTRACT.match(contract):
+        raise not_found("no such contract")
+    body = json_object(await read_json(request, ADMIN_BODY_CAP))
+    plugin = body.get("plugin")
+    view = core.snapshot.current.plugins.get(plugin) if isinstance(plugin, str) else None
+    if set(body) != {"plugin"} or view is None or contract not in view.contracts:
+        raise Problem(
+            422,
+            f"plugin must be a registered plugin that declares {contract}",
+            code="invalid_choice",
+            errors=[_problem("/plugin", "invalid_choice", f"name a plugin providing {contract}")],
+        )
+    await grants.set_contract_choice(core.sessions, contract, view.id)
+    await core.snapshot.changed("grants")
+    await _audit(request, principal.actor, "contract_choose", contract, 200, {"plugin": view.id})
+    return JSONResponse({"contract": contract, "plugin": view.id})
+
+
+async def explain(request: Request) -> Response:
+    """What the operator lane would do for caller → target, and why (same code path)."""
+    core = auth.core_of(request)
+    await auth.admin(request, "plugins:manage")
+    q = request.query_params
+    missing = [k for k in ("caller", "target", "path") if not q.get(k)]
+    if missing:
+        raise Problem(400, f"missing query parameters: {', '.join(missing)}", code="bad_query")
+    method = q.get("method", "GET").upper()
+    path = q["path"]
+    if not path.startswith("/api/"):
+        path = "/api/" + path.lstrip("/")
+    snap = core.snapshot.current
+    answer: dict[str, Any] = {
+        "caller": q["caller"],
+        "target": q["target"],
+        "method": method,
+        "path": path,
+    }
+    try:
+        target, route, reason = evaluate(core, snap, q["caller"], q["target"], method, path)
+    except LaneError as exc:
+        answer.update(decision="deny", status=exc.status, reason=exc.reason, detail=exc.detail)
+        return JSONResponse(answer)
+    answer.update(
+        decision="allow",
+        status=200,
+        reason=reason,
+        route=route,
+        plugin=target.id,
+        circuit=core.circuits.state(target.id),
+    )
+    return JSONResponse(answer)
+
+
+ROUTES = [
+    Route("/admin/grants", create_grant, methods=["POST"]),
+    Route("/admin/grants", list_grants, methods=["GET"]),
+    Route("/admin/grants/{grant_id}", delete_grant, methods=["DELETE"]),
+    Route("/admin/contracts/{contract}", choose_contract, methods=["PUT"]),
+    Route("/admin/policy/explain", explain, methods=["GET"]),
+]

@@ -1,0 +1,189 @@
+"""Sending an operator-lane request to its target and streaming the answer back.
+
+The client is aiohttp, chosen by measurement (see README, "Operator lane performance"): a
+default httpx.AsyncClient collapses under concurrency in httpcore's pool, aiohttp's
+connector does not. Bodies stream in both directions with flow control, never buffered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+from multidict import CIMultiDict
+from starlette.types import Receive, Scope, Send
+from yarl import URL
+
+from vivified.config.settings import Settings
+from vivified.gateway.lane_errors import LaneError
+from vivified.gateway.proxy_headers import header_value, request_headers, response_headers
+from vivified.registry.snapshot import PluginView
+
+if TYPE_CHECKING:
+    from vivified.gateway.core import Core
+    from vivified.gateway.operator_lane import Call
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+class ClientGone(Exception):
+    pass
+
+
+def new_client(settings: Settings) -> aiohttp.ClientSession:
+    """One pooled client per process (connections reused across targets and requests)."""
+    connector = aiohttp.TCPConnector(
+        limit=settings.upstream_connections, limit_per_host=0, keepalive_timeout=30
+    )
+    return aiohttp.ClientSession(
+        connector=connector,
+        cookie_jar=aiohttp.DummyCookieJar(),  # never carry one caller's cookies to another
+        auto_decompress=False,  # bytes pass through as the target sent them
+        skip_auto_headers=("User-Agent", "Accept-Encoding", "Accept", "Content-Type"),
+        timeout=aiohttp.ClientTimeout(
+            total=None, sock_connect=settings.upstream_timeout, sock_read=settings.upstream_timeout
+        ),
+        trust_env=False,
+    )
+
+
+def _declared_length(scope: Scope) -> int | None:
+    """The request's Content-Length; both framings at once, or a bad length, are refused."""
+    headers = scope["headers"]
+    lengths = header_value(headers, b"content-length")
+    if header_value(headers, b"transfer-encoding"):
+        if lengths:
+            raise LaneError(400, "ambiguous_framing", "send Content-Length or chunked, not both")
+        return None
+    if not lengths:
+        return 0
+    if len(set(lengths)) != 1 or not lengths[0].isdigit():
+        raise LaneError(400, "bad_content_length", "the Content-Length header is invalid")
+    return int(lengths[0])
+
+
+async def forward(
+    core: Core,
+    call: Call,
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    target: PluginView,
+    rest: bytes,
+    path: str,
+    body_done: asyncio.Event,
+) -> None:
+    cap = core.settings.max_body_bytes
+    declared = _declared_length(scope)
+    if declared is not None and declared > cap:
+        raise LaneError(413, "body_too_large", f"the body is larger than {cap} bytes")
+    body_error = ""
+
+    async def body() -> Any:
+        nonlocal body_error
+        try:
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    body_error = "client_disconnected"
+                    raise ClientGone
+                chunk = message.get("body", b"")
+                if chunk:
+                    call.bytes_in += len(chunk)
+                    if call.bytes_in > cap:
+                        body_error = "body_too_large"
+                        raise BodyTooLarge
+                    yield chunk
+                if not message.get("more_body", False):
+                    break
+        finally:
+            body_done.set()
+
+    added = _identity_headers(core, call, scope, target, path)
+    headers = CIMultiDict(
+        (k.decode("latin-1"), v.decode("latin-1"))
+        for k, v in request_headers(scope["headers"], added)
+    )
+    data: Any = None
+    if declared is None or declared > 0:
+        data = body()
+        if declared is not None:
+            headers["Content-Length"] = str(declared)
+    else:
+        body_done.set()
+    query = scope.get("query_string", b"")
+    url = target.base_url.rstrip("/") + "/api/" + rest.decode("ascii")
+    if query:
+        url += "?" + query.decode("latin-1")
+    started = False
+    try:
+        async with core.upstream.request(
+            call.method,
+            URL(url, encoded=True),
+            headers=headers,
+            data=data,
+            allow_redirects=False,
+        ) as resp:
+            call.status = resp.status
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": resp.status,
+                    "headers": response_headers(resp.raw_headers),
+                }
+            )
+            started = True
+            async for chunk in resp.content.iter_any():
+                call.bytes_out += len(chunk)
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b""})
+        core.circuits.success(target.id)
+    except (BodyTooLarge, ClientGone, TimeoutError, aiohttp.ClientError) as exc:
+        if body_error == "body_too_large" and not started:
+            raise LaneError(413, "body_too_large", f"the body is larger than {cap} bytes") from exc
+        if body_error:
+            call.status, call.reason = 499 if not started else call.status, body_error
+            raise UpstreamAborted(body_error) from exc
+        if isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError):
+            reason, status, what = "upstream_timeout", 504, "did not answer in time"
+        elif isinstance(exc, aiohttp.ClientConnectorError):
+            reason, status, what = "upstream_refused", 502, "refused the connection"
+        else:
+            reason, status, what = "upstream_failed", 502, "broke off the exchange"
+        core.circuits.failure(target.id)
+        if started:  # too late for a problem document: cut the response short
+            call.reason = reason
+            raise UpstreamAborted(reason) from exc
+        raise LaneError(status, reason, f"{target.id} {what}") from exc
+
+
+class UpstreamAborted(Exception):
+    """The target failed after its response had started: the connection is cut."""
+
+
+def _identity_headers(
+    core: Core, call: Call, scope: Scope, target: PluginView, path: str
+) -> list[tuple[bytes, bytes]]:
+    """What the target may trust: set by core, never by the caller."""
+    client = scope.get("client") or ("", 0)
+    host = header_value(scope["headers"], b"host")
+    assertion = core.tokens.issue_assertion(
+        call.caller,
+        target.id,
+        method=call.method,
+        path=path,
+        request_id=call.request_id,
+    )
+    added = [
+        (b"x-vivified-caller", call.caller.encode()),
+        (b"x-vivified-request-id", call.request_id.encode()),
+        (b"x-vivified-assertion", assertion.token.encode()),
+        (b"x-forwarded-for", str(client[0]).encode()),
+        (b"x-forwarded-proto", str(scope.get("scheme", "http")).encode()),
+    ]
+    if host:
+        added.append((b"x-forwarded-host", host[0]))
+    return added
