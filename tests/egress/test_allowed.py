@@ -6,7 +6,7 @@ import json
 import subprocess
 
 import httpx
-from conftest import Egress
+from support.egress import Egress
 
 
 def client(eg: Egress, plugin: str = "alpha") -> httpx.Client:

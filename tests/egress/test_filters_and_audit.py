@@ -6,7 +6,7 @@ import time
 
 import httpx
 import pytest
-from conftest import PLUGINS, Egress, connect, egress_document
+from support.egress import PLUGINS, Egress, connect, egress_document
 
 
 def client(eg: Egress, plugin: str = "alpha") -> httpx.Client:

@@ -8,7 +8,7 @@ import socket
 import ssl
 
 import pytest
-from conftest import BLOCKED_OVERRIDES, Egress, connect, raw_exchange, read_response
+from support.egress import BLOCKED_OVERRIDES, Egress, connect, raw_exchange, read_response
 
 IP_SPELLINGS = [
     ("2130706433", "decimal"),

@@ -38,10 +38,14 @@ def test_manifest_schema_is_served(client: httpx.Client) -> None:
 
 
 def test_unknown_route_is_problem_json(client: httpx.Client) -> None:
-    r = client.get("/no/such/thing")
+    r = client.get("/no-such-thing")
     assert r.status_code == 404
     assert r.headers["content-type"] == "application/problem+json"
     assert r.json()["status"] == 404
+    # two segments or more is the operator lane: a plugin token comes first
+    r = client.get("/no/such/thing")
+    assert r.status_code == 401
+    assert r.headers["content-type"] == "application/problem+json"
 
 
 def test_request_id_is_ours_not_the_callers(client: httpx.Client) -> None:

@@ -1,0 +1,404 @@
+"""Egress test helpers: real egress processes, real HTTP/HTTPS upstreams (trustme CA)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, quote, urlsplit
+
+import pytest
+import trustme
+
+from support.procs import CoreProcess
+
+UPSTREAM_NAMES = [
+    "api.example.com",
+    "files.example.org",
+    "pass.example.org",
+    "sub.example.org",
+    "report.example.net",
+]
+
+# name -> address: names pointing at blocked ranges (127.0.0.1/32 is the only allowed network)
+BLOCKED_OVERRIDES = {
+    "loop2.example.com": ("127.0.0.2", "blocked_loopback"),
+    "private10.example.com": ("10.1.2.3", "blocked_private"),
+    "private172.example.com": ("172.16.0.1", "blocked_private"),
+    "private192.example.com": ("192.168.1.1", "blocked_private"),
+    "meta.example.com": ("169.254.169.254", "blocked_metadata"),
+    "linklocal.example.com": ("169.254.10.10", "blocked_link_local"),
+    "cgnat.example.com": ("100.64.0.1", "blocked_cgnat"),
+    "bench.example.com": ("198.18.0.1", "blocked_benchmark"),
+    "reserved.example.com": ("240.0.0.1", "blocked_reserved"),
+    "multicast.example.com": ("224.0.0.1", "blocked_multicast"),
+    "zero.example.com": ("0.0.0.0", "blocked_unspecified"),
+    "bcast.example.com": ("255.255.255.255", "blocked_broadcast"),
+    "v6loop.example.com": ("::1", "blocked_loopback"),
+    "v6ula.example.com": ("fd00::1", "blocked_unique_local"),
+    "v6ll.example.com": ("fe80::1", "blocked_link_local"),
+    "v6mapped.example.com": ("::ffff:10.0.0.1", "blocked_private"),
+    "nat64.example.com": ("64:ff9b::a00:1", "blocked_private"),
+    "sixtofour.example.com": ("2002:a00:1::", "blocked_private"),
+    "teredo.example.com": ("2001::1", "blocked_reserved"),
+    "v6mcast.example.com": ("ff02::1", "blocked_multicast"),
+}
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def _send(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        for k, v in (headers or {"Content-Type": "application/json"}).items():
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self) -> None:
+        url = urlsplit(self.path)
+        q = {k: v[0] for k, v in parse_qs(url.query).items()}
+        if url.path == "/big":  # chunked, size unknown up front
+            n = int(q.get("n", "0"))
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            sent = 0
+            while sent < n:
+                chunk = b"x" * min(1000, n - sent)
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                sent += len(chunk)
+            self.wfile.write(b"0\r\n\r\n")
+            return
+        if url.path == "/sized":
+            self._send(200, b"y" * int(q.get("n", "0")), {"Content-Type": "text/plain"})
+            return
+        if url.path == "/type":
+            self._send(200, b"data", {"Content-Type": q.get("ct", "text/plain")})
+            return
+        if url.path == "/cookie":
+            self._send(
+                200,
+                b"{}",
+                {
+                    "Content-Type": "application/json",
+                    "Set-Cookie": "session=abc",
+                    "X-Vivified-Caller": "forged",
+                },
+            )
+            return
+        body = json.dumps({"path": self.path, "headers": dict(self.headers.items())}).encode()
+        self._send(200, body)
+
+
+@dataclass
+class Upstreams:
+    http_port: int
+    https_port: int
+    ca_file: Path
+    servers: list[ThreadingHTTPServer] = field(default_factory=list)
+
+
+@pytest.fixture(scope="session")
+def upstreams(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Upstreams]:
+    ca = trustme.CA()
+    cert = ca.issue_cert(*UPSTREAM_NAMES)
+    d = tmp_path_factory.mktemp("upstream")
+    ca_file = d / "upstream-ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    plain = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    secure = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    cert.configure_cert(ctx)
+    secure.socket = ctx.wrap_socket(secure.socket, server_side=True)
+    threads = [threading.Thread(target=s.serve_forever, daemon=True) for s in (plain, secure)]
+    for t in threads:
+        t.start()
+    yield Upstreams(plain.server_address[1], secure.server_address[1], ca_file, [plain, secure])
+    for s in (plain, secure):
+        s.shutdown()
+        s.server_close()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def egress_document(up: Upstreams, gateway_port: int, **changes: Any) -> dict[str, Any]:
+    overrides = {name: "127.0.0.1" for name in UPSTREAM_NAMES}
+    overrides["core.example.com"] = "127.0.0.1"
+    overrides.update({name: addr for name, (addr, _) in BLOCKED_OVERRIDES.items()})
+    doc: dict[str, Any] = {
+        "enabled": True,
+        "blocked_domains": ["blocked.example.com"],
+        "allowed_networks": ["127.0.0.1/32"],
+        "host_overrides": overrides,
+        "allowed_ports": [80, 443, up.http_port, up.https_port, gateway_port],
+        "passthrough_domains": ["pass.example.org"],
+        "response_filters": {
+            "default": {"max_body_bytes": 1_000_000},
+            "domains": {
+                "files.example.org": {
+                    "max_body_bytes": 1000,
+                    "allowed_content_types": ["application/json", "text/*"],
+                }
+            },
+        },
+    }
+    doc.update(changes)
+    return doc
+
+
+PLUGINS: dict[str, dict[str, Any]] = {
+    "alpha": {
+        "status": "active",
+        "domains": ["api.example.com", "*.example.com", "*.example.org"],
+        "mode": "enforce",
+    },
+    "beta": {"status": "active", "domains": ["api.example.com"], "mode": "report"},
+    "gamma": {"status": "disabled", "domains": ["api.example.com"], "mode": "enforce"},
+    "phi-plug": {
+        "status": "active",
+        "domains": ["api.example.com"],
+        "mode": "enforce",
+        "phi": True,
+    },
+}
+
+
+async def _setup_db(data_dir: Path, doc: dict[str, Any]) -> dict[str, str]:
+    from vivified.registry.db import create_engine, migrate, session_factory
+    from vivified.registry.keys import KeyStore
+    from vivified.registry.models import ConfigDocument, Plugin
+    from vivified.registry.tokens import TokenService
+
+    engine = create_engine(f"sqlite+aiosqlite:///{data_dir.resolve() / 'registry.db'}")
+    try:
+        await migrate(engine)
+        sessions = session_factory(engine)
+        keys = KeyStore(sessions)
+        await keys.load(create=True)
+        svc = TokenService(keys, issuer="vivified-core", ttl=3600)
+        now = time.time()
+        tokens = {}
+        async with sessions() as s:
+            for pid, spec in PLUGINS.items():
+                classification = ["phi"] if spec.get("phi") else ["internal"]
+                traits = ["handles_phi"] if spec.get("phi") else ["external_service"]
+                manifest = {
+                    "id": pid,
+                    "traits": traits,
+                    "security": {"data_classification": classification},
+                }
+                s.add(
+                    Plugin(
+                        id=pid,
+                        name=pid,
+                        version="1.0.0",
+                        manifest=manifest,
+                        status=spec["status"],
+                        gen=1,
+                        egress_domains=spec["domains"],
+                        egress_mode=spec["mode"],
+                        created_at=now,
+                        updated_at=now,
+                    )
+                )
+                tokens[pid] = svc.issue_plugin_token(pid, 1).token
+            s.add(ConfigDocument(name="egress", document=doc, version=1, updated_at=now))
+            await s.commit()
+        return tokens
+    finally:
+        await engine.dispose()
+
+
+async def _update(
+    data_dir: Path,
+    *,
+    doc: dict[str, Any] | None = None,
+    plugin: tuple[str, dict[str, Any]] | None = None,
+) -> None:
+    from vivified.registry.db import create_engine, session_factory
+    from vivified.registry.models import ConfigDocument, Plugin
+
+    engine = create_engine(f"sqlite+aiosqlite:///{data_dir.resolve() / 'registry.db'}")
+    try:
+        async with session_factory(engine)() as s:
+            if doc is not None:
+                row = await s.get(ConfigDocument, "egress")
+                assert row is not None
+                row.document, row.version, row.updated_at = doc, row.version + 1, time.time()
+            if plugin is not None:
+                prow = await s.get(Plugin, plugin[0])
+                assert prow is not None
+                for k, v in plugin[1].items():
+                    setattr(prow, k, v)
+            await s.commit()
+    finally:
+        await engine.dispose()
+
+
+async def _audit_rows(data_dir: Path) -> list[Any]:
+    from sqlmodel import select
+
+    from vivified.registry.db import create_engine, session_factory
+    from vivified.registry.models import AuditRecord
+
+    engine = create_engine(f"sqlite+aiosqlite:///{data_dir.resolve() / 'registry.db'}")
+    try:
+        async with session_factory(engine)() as s:
+            rows = (
+                (
+                    await s.execute(
+                        select(AuditRecord)
+                        .where(AuditRecord.lane == "egress")
+                        .order_by(AuditRecord.id)
+                    )
+                )
+                .scalars()
+                .all()
+            )
+            return list(rows)
+    finally:
+        await engine.dispose()
+
+
+@dataclass
+class Egress:
+    proc: CoreProcess
+    data_dir: Path
+    up: Upstreams
+    tokens: dict[str, str]
+    ca_file: Path
+    gateway_port: int
+
+    @property
+    def port(self) -> int:
+        return self.proc.port
+
+    def proxy_url(self, plugin: str = "alpha", token: str | None = None) -> str:
+        tok = self.tokens[plugin] if token is None else token
+        return f"http://{plugin}:{quote(tok, safe='')}@127.0.0.1:{self.port}"
+
+    def auth_header(self, plugin: str = "alpha") -> str:
+        raw = f"{plugin}:{self.tokens[plugin]}".encode()
+        return "Basic " + base64.b64encode(raw).decode()
+
+    def ssl_context(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=str(self.ca_file))
+
+    def update(self, **kwargs: Any) -> None:
+        asyncio.run(_update(self.data_dir, **kwargs))
+
+    def audit_rows(self) -> list[Any]:
+        return asyncio.run(_audit_rows(self.data_dir))
+
+
+def start_egress(data_dir: Path, up: Upstreams, **doc_changes: Any) -> Egress:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    gateway_port = free_port()
+    tokens = asyncio.run(_setup_db(data_dir, egress_document(up, gateway_port, **doc_changes)))
+    proc = CoreProcess(
+        "egress",
+        data_dir,
+        env={
+            "VIVIFIED_EGRESS_UPSTREAM_CA": str(up.ca_file),
+            "VIVIFIED_GATEWAY_PORT": str(gateway_port),
+            "VIVIFIED_SNAPSHOT_RELOAD_INTERVAL": "0.5",
+            "VIVIFIED_UPSTREAM_TIMEOUT": "3",
+            "VIVIFIED_EGRESS_TUNNEL_MAX_SECONDS": "2",
+        },
+    ).start()
+    from vivified.config.egress_ca import ensure_ca
+
+    return Egress(proc, data_dir, up, tokens, ensure_ca(data_dir), gateway_port)
+
+
+@pytest.fixture(scope="module")
+def egress(tmp_path_factory: pytest.TempPathFactory, upstreams: Upstreams) -> Iterator[Egress]:
+    eg = start_egress(Path(tmp_path_factory.mktemp("egress")), upstreams)
+    yield eg
+    eg.proc.stop()
+
+
+@pytest.fixture
+def fresh_egress(tmp_path: Path, upstreams: Upstreams) -> Iterator[Egress]:
+    eg = start_egress(tmp_path / "data", upstreams)
+    yield eg
+    eg.proc.stop()
+
+
+@pytest.fixture(autouse=True)
+def _no_proxy_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in (
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "ALL_PROXY",
+        "NO_PROXY",
+        "SSL_CERT_FILE",
+        "http_proxy",
+        "https_proxy",
+        "all_proxy",
+        "no_proxy",
+    ):
+        monkeypatch.delenv(name, raising=False)
+
+
+def raw_exchange(
+    port: int, request: bytes, *, timeout: float = 10
+) -> tuple[int, dict[str, str], bytes, socket.socket]:
+    """Send one raw request to the proxy; return status, headers, body and the open socket."""
+    sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    sock.sendall(request)
+    status, headers, body = read_response(sock)
+    return status, headers, body, sock
+
+
+def read_response(sock: socket.socket | ssl.SSLSocket) -> tuple[int, dict[str, str], bytes]:
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        buf += chunk
+    head, _, rest = buf.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1]) if lines and len(lines[0].split()) > 1 else 0
+    headers = {}
+    for line in lines[1:]:
+        k, _, v = line.partition(":")
+        headers[k.strip().lower()] = v.strip()
+    length = int(headers.get("content-length", "0") or 0)
+    while len(rest) < length:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        rest += chunk
+    return status, headers, rest[:length]
+
+
+def connect(
+    eg: Egress, target: str, *, plugin: str | None = "alpha", auth: str | None = None
+) -> tuple[int, dict[str, str], bytes, socket.socket]:
+    lines = [f"CONNECT {target} HTTP/1.1", f"Host: {target}"]
+    if auth is not None:
+        lines.append(f"Proxy-Authorization: {auth}")
+    elif plugin is not None:
+        lines.append(f"Proxy-Authorization: {eg.auth_header(plugin)}")
+    return raw_exchange(eg.port, ("\r\n".join(lines) + "\r\n\r\n").encode())
