@@ -126,7 +126,7 @@ def test_changes_in_the_database_apply_within_two_seconds(fresh_egress: Egress) 
 
 
 def test_connect_refused_is_502(fresh_egress: Egress) -> None:
-    from conftest import free_port
+    from support.egress import free_port
 
     eg = fresh_egress
     port = free_port()  # nothing listens here

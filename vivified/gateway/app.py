@@ -50,9 +50,12 @@ def create_app(settings: Settings, core: Core | None = None) -> Starlette:
         # The operator lane catches everything else, so it must stay last.
         Route("/{service}/{rest:path}", OperatorLane()),
     ]
-    return Starlette(
+    app = Starlette(
         routes=routes,
         middleware=[Middleware(RequestContext)],
         exception_handlers=EXCEPTION_HANDLERS,
         lifespan=lifespan,
     )
+    # No 307 to a slash-added path: `/x` must not turn into an operator-lane call `/x/`.
+    app.router.redirect_slashes = False
+    return app
