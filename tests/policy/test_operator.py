@@ -6,7 +6,7 @@ from dataclasses import dataclass, replace
 
 import pytest
 
-from vivified.policy.operator import decide_call, status_for
+from vivified.policy.operator import STATUS, decide_call, status_for
 
 
 @dataclass(frozen=True)
@@ -88,6 +88,19 @@ CASES = [
     pytest.param(G, B, "get", (GRANT,), True, "grant", id="grant-method-any-case"),
     pytest.param(G, B, "POST", (GRANT,), False, "not_permitted", id="grant-wrong-method"),
     pytest.param(
+        G, B, "DELETE", (Grant("g4", "gamma", "beta"),), True, "grant", id="grant-any-method"
+    ),
+    pytest.param(B, B, "GET", (), False, "not_permitted", id="self-call-needs-relationship"),
+    pytest.param(
+        replace(B, dependencies=frozenset({"beta"})),
+        B,
+        "GET",
+        (),
+        True,
+        "dependency",
+        id="self-dep",
+    ),
+    pytest.param(
         G, Party("delta"), "GET", (GRANT,), False, "not_permitted", id="grant-other-target"
     ),
     pytest.param(
@@ -124,6 +137,24 @@ CASES = [
     ),
     pytest.param(
         replace(A, health="unhealthy"),
+        replace(B, classification=frozenset({"confidential"})),
+        "GET",
+        (),
+        False,
+        "caller_unhealthy",
+        id="unhealthy-caller-confidential",
+    ),
+    pytest.param(
+        replace(A, health="unhealthy"),
+        replace(B, health="degraded"),
+        "GET",
+        (),
+        True,
+        "dependency",
+        id="unhealthy-caller-degraded-internal-ok",
+    ),
+    pytest.param(
+        replace(A, health="unhealthy"),
         B,
         "GET",
         (),
@@ -153,6 +184,32 @@ def test_grant_path_patterns_limit_the_grant() -> None:
     assert decide_call(G, B, method="GET", path="/api/items/9", grants=(GRANT,))
 
 
+def test_grant_detail_names_the_grant_and_denial_says_what_to_do() -> None:
+    assert "g1" in decide_call(G, B, method="GET", path="/api/items/9", grants=(GRANT,)).detail
+    denied = decide_call(G, B, method="GET", path="/api/items/9", grants=())
+    assert "dependencies" in denied.detail
+    assert "grant" in denied.detail
+
+
+def test_lowercase_grant_methods_still_match() -> None:
+    grant = Grant("g5", "gamma", "beta", frozenset({"get"}))
+    assert decide_call(G, B, method="GET", path="/api/x", grants=(grant,)).reason == "grant"
+
+
+def test_every_reason_has_a_status() -> None:
+    assert set(STATUS) == {
+        "unknown_caller",
+        "caller_not_active",
+        "unknown_target",
+        "target_not_active",
+        "target_unhealthy",
+        "not_permitted",
+        "phi_trait_required",
+        "pii_trait_required",
+        "caller_unhealthy",
+    }
+
+
 @pytest.mark.parametrize(
     ("reason", "status"),
     [
@@ -162,6 +219,9 @@ def test_grant_path_patterns_limit_the_grant() -> None:
         ("not_permitted", 403),
         ("pii_trait_required", 403),
         ("caller_not_active", 403),
+        ("unknown_caller", 403),
+        ("phi_trait_required", 403),
+        ("caller_unhealthy", 403),
     ],
 )
 def test_status_for(reason: str, status: int) -> None:

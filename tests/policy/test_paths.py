@@ -46,6 +46,11 @@ ATTACKS = [
     ("/a/b%zzc", "bad_encoding"),
     ("/a/b%2", "bad_encoding"),
     ("/a/%c0%ae%c0%ae/b", "bad_encoding"),
+    ("/a/%25c0%25ae%25c0%25ae/b", "bad_encoding"),
+    ("/a/%ff", "bad_encoding"),
+    ("/a/%", "bad_encoding"),
+    ("/a/%2E%2e%5C..", "encoded_slash"),
+    ("/a/%252E", "dot_segment"),
     ("/a//b", "empty_segment"),
     ("//a/b", "empty_segment"),
     ("a/b", "not_absolute"),
@@ -76,6 +81,8 @@ SAFE = [
     "/x/%25",
     "/x/a;b=c",
     "/x/users/caf\u00e9",
+    "/",
+    "/x/...",
 ]
 
 
@@ -94,6 +101,8 @@ ENDPOINTS = {
     "list": "/api/users",
     "slash": "/api/dir/",
     "broken": "/api/{unclosed",
+    "pct-literal": "/api/a%20b",
+    "glued": "/api/u{id}",
     "middle-path": "/api/{p:path}/x",
     "dots": "/api/../admin",
 }
@@ -115,6 +124,9 @@ ENDPOINTS = {
         pytest.param("/health", None, id="non-api-ignored"),
         pytest.param("/api/admin", None, id="dot-template-skipped"),
         pytest.param("/api/q/x", None, id="invalid-templates-skipped"),
+        pytest.param("/api/a b", None, id="percent-literal-template-skipped"),
+        pytest.param("/api/u42", None, id="glued-param-template-skipped"),
+        pytest.param("/api/users/%2e%2e", "/api/users/{id}", id="param-is-opaque"),
     ],
 )
 def test_endpoint_matching(path: str, template: str | None) -> None:
@@ -134,6 +146,9 @@ def test_endpoint_matching(path: str, template: str | None) -> None:
         pytest.param("/api/**/x", "/api/a/b/y", False, id="globstar-middle-miss"),
         pytest.param("/api/users", "/api/users", True, id="literal"),
         pytest.param("/api/users", "/api/user", False, id="literal-miss"),
+        pytest.param("/api/users/*", "/api/users/", False, id="star-not-empty"),
+        pytest.param("/api/*/items", "/api/x/items", True, id="star-middle"),
+        pytest.param("/api/a**", "/api/abc", False, id="globstar-only-whole-segment"),
     ],
 )
 def test_grant_patterns(pattern: str, path: str, ok: bool) -> None:

@@ -62,7 +62,7 @@ def _grant(
     for g in grants:
         if g.caller != caller or g.target != target:
             continue
-        if g.methods and method.upper() not in g.methods:
+        if g.methods and method.upper() not in {m.upper() for m in g.methods}:
             continue
         if g.paths and not any(match_path_pattern(p, path) for p in g.paths):
             continue
@@ -80,19 +80,25 @@ def decide_call(
 ) -> Decision:
     """Checked in order: caller, target, health, relationship, classification gate."""
     if caller is None:
-        return Decision.deny("unknown_caller", "the calling plugin is no longer registered")
+        return Decision.deny(
+            "unknown_caller", "the calling plugin is no longer registered; register it again"
+        )
     if caller.status != "active":
         return Decision.deny(
-            "caller_not_active", f"{caller.id} is {caller.status}; an admin must enable it"
+            "caller_not_active", f"{caller.id} is {caller.status}; ask an admin to enable it"
         )
     if target is None:
-        return Decision.deny("unknown_target", "no such plugin")
+        return Decision.deny(
+            "unknown_target", "no plugin or alias by that name is registered; check the service"
+        )
     if target.status != "active":
         return Decision.deny(
             "target_not_active", f"{target.id} is {target.status}; try again once it is enabled"
         )
     if target.health == "unhealthy":
-        return Decision.deny("target_unhealthy", f"{target.id} is failing its health checks")
+        return Decision.deny(
+            "target_unhealthy", f"{target.id} is failing its health checks; retry once it recovers"
+        )
     if target.id in caller.dependencies:
         allowed = Decision.allow("dependency", f"{caller.id} depends on {target.id}")
     else:
@@ -105,14 +111,17 @@ def decide_call(
         allowed = Decision.allow("grant", f"admin grant {grant.id}")
     if "phi" in target.classification and "handles_phi" not in caller.traits:
         return Decision.deny(
-            "phi_trait_required", f"{target.id} holds PHI; only handles_phi plugins may call it"
+            "phi_trait_required",
+            f"{target.id} holds PHI; declare handles_phi and have an admin approve {caller.id}",
         )
     if "pii" in target.classification and not caller.traits & {"handles_pii", "handles_phi"}:
         return Decision.deny(
-            "pii_trait_required", f"{target.id} holds PII; only handles_pii plugins may call it"
+            "pii_trait_required",
+            f"{target.id} holds PII; declare handles_pii and have an admin approve {caller.id}",
         )
     if caller.health == "unhealthy" and target.classification & SENSITIVE:
         return Decision.deny(
-            "caller_unhealthy", f"{caller.id} is unhealthy and may not reach sensitive data"
+            "caller_unhealthy",
+            f"{caller.id} is unhealthy; fix its health checks before it reaches sensitive data",
         )
     return allowed

@@ -17,7 +17,7 @@ from vivified.policy.decision import Decision
 MAX_PATH_BYTES = 8192
 _PCT = re.compile(rb"%(?![0-9A-Fa-f]{2})")
 _PARAM = re.compile(r"^\{([A-Za-z_][A-Za-z0-9_]*)(:path)?\}$")
-_SEGMENT_OK = re.compile(r"^[A-Za-z0-9._~!$&'()*+,;=:@%-]+$")
+_SEGMENT_OK = re.compile(r"^[A-Za-z0-9._~!$&'()*+,;=:@-]+$")  # literals are compared decoded
 
 
 def _controls(data: bytes) -> bool:
@@ -57,11 +57,12 @@ def check_raw_path(raw: bytes) -> Decision:
     for layer in (once, twice):
         if layer.count(b"/") != raw.count(b"/") or b"\\" in layer:
             return Decision.deny("encoded_slash", "encoded '/' or '\\' is not allowed")
-    if not once.isascii():
-        try:
-            once.decode("utf-8")
-        except UnicodeDecodeError:
-            return Decision.deny("bad_encoding", "percent-encoded bytes must be valid UTF-8")
+    for layer in (once, twice):  # overlong forms such as %c0%ae (or %25c0%25ae) end here
+        if not layer.isascii():
+            try:
+                layer.decode("utf-8")
+            except UnicodeDecodeError:
+                return Decision.deny("bad_encoding", "percent-encoded bytes must be valid UTF-8")
     if b"//" in raw:
         return Decision.deny("empty_segment", "empty path segments ('//') are not allowed")
     return Decision.allow("path_ok")

@@ -38,17 +38,24 @@ HASHED_COLUMNS = (
 _PAGE = 5000
 
 
+_SCALARS = (str, int, float, bool, type(None))
+
+
 def canonical_detail(detail: Mapping[str, Any] | None) -> dict[str, Any]:
     """`detail` as plain JSON values, so what is hashed is exactly what the database returns."""
-    loaded: dict[str, Any] = json.loads(json.dumps(dict(detail or {}), default=str))
+    if not detail:
+        return {}
+    if all(type(k) is str and isinstance(v, _SCALARS) for k, v in detail.items()):
+        return dict(detail)  # already plain JSON (the common case): skip the round trip
+    loaded: dict[str, Any] = json.loads(json.dumps(dict(detail), default=str))
     return loaded
 
 
 def record_hash(values: Mapping[str, Any]) -> str:
     """SHA-256 over the canonical JSON of every hashed column (time to µs, latency to µs)."""
-    body = {name: values[name] for name in HASHED_COLUMNS}
-    body["time"] = round(float(body["time"]), 6)
-    body["latency_ms"] = round(float(body["latency_ms"]), 3)
+    body = [values[name] for name in HASHED_COLUMNS]  # fixed column order
+    body[1] = round(float(body[1]), 6)  # time
+    body[10] = round(float(body[10]), 3)  # latency_ms
     text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 

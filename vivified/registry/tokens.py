@@ -113,6 +113,10 @@ def _header(token: str) -> dict[str, Any]:
     return header
 
 
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
 def _cache_key(token: str) -> bytes:
     return hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
 
@@ -137,12 +141,22 @@ class TokenService:
         self._leeway = leeway
         self._cache: OrderedDict[bytes, PluginClaims] = OrderedDict()
         self._cache_size = cache_size
+        self._headers: dict[tuple[str, str], str] = {}
 
     # -- issuing -----------------------------------------------------------------------------
 
     def _sign(self, claims: dict[str, Any], typ: str) -> str:
-        headers = {"typ": typ, "kid": self._keys.current_kid}
-        return jwt.encode(claims, self._keys.private_key(), algorithm="EdDSA", headers=headers)
+        """Compact JWS (EdDSA) built directly: this runs once per operator-lane request, and
+        PyJWT's generic path costs twice the signature itself. `verify_*` stays on PyJWT."""
+        kid = self._keys.current_kid
+        head = self._headers.get((kid, typ))
+        if head is None:
+            raw = json.dumps({"alg": "EdDSA", "typ": typ, "kid": kid}, separators=(",", ":"))
+            head = self._headers[(kid, typ)] = _b64(raw.encode())
+        payload = _b64(json.dumps(claims, separators=(",", ":")).encode())
+        signing_input = f"{head}.{payload}"
+        signature = self._keys.private_key().sign(signing_input.encode("ascii"))
+        return f"{signing_input}.{_b64(signature)}"
 
     def issue_plugin_token(
         self, plugin_id: str, gen: int, *, now: float | None = None
