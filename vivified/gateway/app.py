@@ -6,8 +6,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
+from starlette.datastructures import State
 from starlette.middleware import Middleware
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from vivified.config.settings import Settings
 from vivified.gateway import (
@@ -25,7 +27,33 @@ from vivified.gateway.operator_lane import OperatorLane
 from vivified.gateway.problems import EXCEPTION_HANDLERS
 
 
-def create_app(settings: Settings, core: Core | None = None) -> Starlette:
+class Gateway:
+    """The ASGI app uvicorn serves. Operator-lane requests go straight to the lane (with the
+    request-id middleware) instead of through Starlette's router, which would try every core
+    route first; everything else, and the lifespan, is Starlette's."""
+
+    def __init__(self, app: Starlette, lane: ASGIApp, core_segments: frozenset[str]) -> None:
+        self.app = app
+        self.lane = lane
+        self.core_segments = core_segments
+
+    @property
+    def state(self) -> State:
+        return self.app.state
+
+    def is_lane(self, path: str) -> bool:
+        first, sep, _ = path[1:].partition("/")
+        return bool(sep) and first not in self.core_segments
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and self.is_lane(scope["path"]):
+            scope["app"] = self.app
+            await self.lane(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+
+def create_app(settings: Settings, core: Core | None = None) -> Gateway:
     """Build the gateway. Without `core`, the lifespan starts one from `settings` and stops it."""
 
     @asynccontextmanager
@@ -39,6 +67,7 @@ def create_app(settings: Settings, core: Core | None = None) -> Starlette:
             if owned:
                 await running.stop()
 
+    lane = OperatorLane()
     routes = [
         *routes_meta.ROUTES,
         *routes_plugins.ROUTES,
@@ -47,8 +76,9 @@ def create_app(settings: Settings, core: Core | None = None) -> Starlette:
         *routes_grants.ROUTES,
         *routes_config.ROUTES,
         *routes_admins.ROUTES,
-        # The operator lane catches everything else, so it must stay last.
-        Route("/{service}/{rest:path}", OperatorLane()),
+        # The operator lane catches everything else, so it must stay last (Gateway sends
+        # lane paths to it directly; this route keeps it in the route table for the rest).
+        Route("/{service}/{rest:path}", lane),
     ]
     app = Starlette(
         routes=routes,
@@ -58,4 +88,7 @@ def create_app(settings: Settings, core: Core | None = None) -> Starlette:
     )
     # No 307 to a slash-added path: `/x` must not turn into an operator-lane call `/x/`.
     app.router.redirect_slashes = False
-    return app
+    core_segments = frozenset(
+        r.path.split("/")[1] for r in routes if isinstance(r, Route) and not r.path.startswith("/{")
+    )
+    return Gateway(app, RequestContext(lane), core_segments)

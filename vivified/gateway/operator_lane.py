@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +29,8 @@ from vivified.registry.manifest import RESERVED_IDS
 from vivified.registry.snapshot import PluginView, Snapshot
 from vivified.registry.tokens import TokenError
 
+log = logging.getLogger("vivified.operator")
+WATCH_AFTER = 0.1  # seconds before a call starts watching for the client going away
 SENSITIVE = frozenset({"pii", "phi"})
 _STATUS = {
     "unknown_target": 404,
@@ -120,6 +123,11 @@ class OperatorLane:
             await send_problem(send, exc)
         except UpstreamAborted:
             pass  # the response had started: returning unfinished makes the server cut it
+        except Exception:  # never a traceback to the caller
+            log.exception("operator lane failed", extra={"request_id": call.request_id})
+            call.reason, call.status = "internal_error", 500
+            with contextlib.suppress(Exception):
+                await send_problem(send, LaneError(500, "internal_error", "see the server log"))
         finally:
             await core.audit.record(call.event())  # waits when the queue is full; never drops
 
@@ -181,6 +189,7 @@ class OperatorLane:
         assert task is not None
         body_done = asyncio.Event()
         gone = False
+        watcher: asyncio.Task[None] | None = None
 
         async def watch_disconnect() -> None:
             nonlocal gone
@@ -192,7 +201,13 @@ class OperatorLane:
                     task.cancel()
                     return
 
-        watcher = asyncio.get_running_loop().create_task(watch_disconnect())
+        def start_watching() -> None:
+            nonlocal watcher
+            watcher = asyncio.get_running_loop().create_task(watch_disconnect())
+
+        # Most calls finish quickly: only a call still running after WATCH_AFTER seconds gets
+        # a task that notices the client leaving (a task per request would cost throughput).
+        timer = asyncio.get_running_loop().call_later(WATCH_AFTER, start_watching)
         try:
             await forward(core, call, scope, receive, send, target, rest, path, body_done)
         except asyncio.CancelledError:
@@ -201,6 +216,8 @@ class OperatorLane:
             task.uncancel()
             call.status, call.reason = 499, "client_disconnected"
         finally:
-            watcher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watcher
+            timer.cancel()
+            if watcher is not None:
+                watcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watcher

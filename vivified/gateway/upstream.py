@@ -25,6 +25,9 @@ if TYPE_CHECKING:
     from vivified.gateway.operator_lane import Call
 
 
+SMALL_BODY = 64 * 1024  # responses up to this size (declared) are sent in one piece
+
+
 class BodyTooLarge(Exception):
     pass
 
@@ -136,10 +139,16 @@ async def forward(
                 }
             )
             started = True
-            async for chunk in resp.content.iter_any():
-                call.bytes_out += len(chunk)
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            await send({"type": "http.response.body", "body": b""})
+            length = resp.content_length
+            if length is not None and length <= SMALL_BODY:  # one send, not a stream
+                small = await resp.read()
+                call.bytes_out = len(small)
+                await send({"type": "http.response.body", "body": small})
+            else:
+                async for chunk in resp.content.iter_any():
+                    call.bytes_out += len(chunk)
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                await send({"type": "http.response.body", "body": b""})
         core.circuits.success(target.id)
     except (BodyTooLarge, ClientGone, TimeoutError, aiohttp.ClientError) as exc:
         if body_error == "body_too_large" and not started:

@@ -20,13 +20,12 @@ _PARAM = re.compile(r"^\{([A-Za-z_][A-Za-z0-9_]*)(:path)?\}$")
 _SEGMENT_OK = re.compile(r"^[A-Za-z0-9._~!$&'()*+,;=:@-]+$")  # literals are compared decoded
 
 
+_CONTROL = re.compile(rb"[\x00-\x1f\x7f]")
+_DOT_SEGMENT = re.compile(rb"(?:^|/)\.\.?(?:;[^/]*)?(?:/|$)")
+
+
 def _controls(data: bytes) -> bool:
-    return any(b < 0x20 or b == 0x7F for b in data)
-
-
-def _is_dot_segment(segment: bytes) -> bool:
-    name = segment.split(b";", 1)[0]  # `..;jsessionid=x` is still `..` to many servers
-    return name in (b".", b"..")
+    return _CONTROL.search(data) is not None
 
 
 def check_raw_path(raw: bytes) -> Decision:
@@ -46,13 +45,19 @@ def check_raw_path(raw: bytes) -> Decision:
             raw.decode("utf-8")
         except UnicodeDecodeError:
             return Decision.deny("bad_encoding", "raw non-ASCII bytes must be valid UTF-8")
+    if b"%" not in raw:  # nothing encoded: the raw checks above and below are all there is
+        if _DOT_SEGMENT.search(raw):
+            return Decision.deny("dot_segment", "'.' and '..' segments are not allowed")
+        if b"//" in raw:
+            return Decision.deny("empty_segment", "empty path segments ('//') are not allowed")
+        return Decision.allow("path_ok")
     once = unquote_to_bytes(raw)
     twice = unquote_to_bytes(once)
     for layer in (once, twice):
         if _controls(layer):
             return Decision.deny("control_character", "encoded control bytes are not allowed")
     for layer in (raw, once, twice):
-        if any(_is_dot_segment(seg) for seg in layer.split(b"/")):
+        if _DOT_SEGMENT.search(layer):
             return Decision.deny("dot_segment", "'.' and '..' segments are not allowed")
     for layer in (once, twice):
         if layer.count(b"/") != raw.count(b"/") or b"\\" in layer:

@@ -44,6 +44,8 @@ def _insert_sql(paramstyle: str) -> str:
         raise RuntimeError(f"unsupported DB-API paramstyle {paramstyle!r}")
     # Fixed identifiers and placeholders only: no value is interpolated.
     return f"INSERT INTO audit_records ({', '.join(_COLUMNS)}) VALUES ({marks})"  # noqa: S608
+
+
 _MAX_BACKOFF = 5.0
 
 
