@@ -30,6 +30,8 @@ log = logging.getLogger("vivified.audit")
 
 OnCommit = Callable[[Sequence[dict[str, Any]]], Awaitable[None]]
 _COLUMNS = (*HASHED_COLUMNS, "hash")
+_DETAIL = _COLUMNS.index("detail")
+_json = json.JSONEncoder(separators=(",", ":")).encode
 
 
 @functools.cache
@@ -230,9 +232,10 @@ class AuditWriter:
             await conn.exec_driver_sql(
                 _insert_sql(conn.dialect.paramstyle),
                 [
-                    tuple(
-                        json.dumps(r[c], separators=(",", ":")) if c == "detail" else r[c]
-                        for c in _COLUMNS
+                    (
+                        *(r[c] for c in _COLUMNS[:_DETAIL]),
+                        _json(r["detail"]),
+                        *(r[c] for c in _COLUMNS[_DETAIL + 1 :]),
                     )
                     for r in rows
                 ],

@@ -36,6 +36,8 @@ HASHED_COLUMNS = (
     "prev_hash",
 )
 _PAGE = 5000
+# One encoder, built once (json.dumps with options builds a new one per call).
+_ENCODE = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
 
 
 _SCALARS = (str, int, float, bool, type(None))
@@ -56,7 +58,7 @@ def record_hash(values: Mapping[str, Any]) -> str:
     body = [values[name] for name in HASHED_COLUMNS]  # fixed column order
     body[1] = round(float(body[1]), 6)  # time
     body[10] = round(float(body[10]), 3)  # latency_ms
-    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    text = _ENCODE(body)
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
