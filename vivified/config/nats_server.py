@@ -42,7 +42,8 @@ class ManagedNats:
         self.proc: subprocess.Popen[bytes] | None = None
         self.url = ""
 
-    def start(self, timeout: float = 20.0) -> str:
+    def start(self, timeout: float = 20.0, port: int = -1) -> str:
+        """Start and return the client URL; `port` -1 picks a free one."""
         self.dir.mkdir(parents=True, exist_ok=True)
         ports_dir = self.dir / "ports"
         ports_dir.mkdir(exist_ok=True)
@@ -54,7 +55,7 @@ class ManagedNats:
             "-a",
             self.host,
             "-p",
-            "-1",  # a random free port; the ports file tells us which
+            str(port),  # -1: a random free port; the ports file tells us which
             "-js",
             "-sd",
             str(self.dir / "jetstream"),

@@ -102,7 +102,7 @@ async def run_egress(
     tokens = TokenService(keys, issuer=settings.issuer, ttl=settings.token_ttl)
     holder = SnapshotHolder(sessions)
     await holder.reload()
-    holder.start_periodic(min(settings.snapshot_reload_interval, 2.0))
+    holder.start_periodic(settings.snapshot_reload_interval)
     bus = connect_snapshot(settings, holder, "vivified-egress")
     audit = AuditWriter(
         sessions,
