@@ -1,0 +1,78 @@
+"""`vivified up`: the whole stack (gateway, egress, NATS) from one command, and no orphans."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+from support.procs import ADMIN_TOKEN, clean_env
+
+
+def children_of(pid: int) -> list[int]:
+    out: list[int] = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        text = (task / "children").read_text().split()
+        out += [int(x) for x in text]
+    return out
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(")")[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"
+
+
+def test_up_runs_everything_and_stops_cleanly(tmp_path: Path) -> None:
+    env = clean_env(
+        {
+            "VIVIFIED_DATA_DIR": str(tmp_path),
+            "VIVIFIED_ADMIN_TOKEN": ADMIN_TOKEN,
+            "VIVIFIED_LOG_LEVEL": "warning",
+        }
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vivified", "up", "--gateway-port", "0", "--egress-port", "0"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    banner = ""
+    try:
+        assert proc.stdout is not None
+        deadline = time.monotonic() + 60
+        while "NATS" not in banner or "data dir" not in banner:
+            line = proc.stdout.readline()
+            assert line or proc.poll() is None, banner
+            banner += line
+            assert time.monotonic() < deadline, banner
+        gateway = re.search(r"gateway\s+(http://\S+)", banner)
+        assert gateway is not None, banner
+        assert re.search(r"NATS\s+nats://127\.0\.0\.1:\d+\s+\(embedded", banner), banner
+        ready = httpx.get(gateway.group(1) + "/readyz", trust_env=False, timeout=10)
+        for _ in range(50):
+            if ready.json()["checks"].get("nats") == "ok":
+                break
+            time.sleep(0.1)
+            ready = httpx.get(gateway.group(1) + "/readyz", trust_env=False, timeout=10)
+        assert ready.status_code == 200
+        assert ready.json()["checks"]["nats"] == "ok"
+        kids = children_of(proc.pid)
+        assert len(kids) == 3  # nats-server, gateway, egress
+    finally:
+        proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
+        rc = proc.wait(timeout=30)
+        if proc.stdout is not None:
+            proc.stdout.close()
+    assert rc == 0
+    deadline = time.monotonic() + 5
+    while any(alive(k) for k in kids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(alive(k) for k in kids)
