@@ -137,3 +137,51 @@ def test_nats_down_lanes_keep_serving_and_catch_up_when_it_returns(stack: Stack)
         ),
         bound=15,
     )
+
+
+async def test_health_transitions_are_announced_on_nats(tmp_path: Path) -> None:
+    import asyncio
+    import json
+
+    import nats
+
+    server = ManagedNats(tmp_path / "nats")
+    url = server.start()
+    gw = CoreProcess("gateway", tmp_path / "gw", {"VIVIFIED_NATS_URL": url}).start()
+    nc = await nats.connect(url)
+    try:
+        got: asyncio.Queue[dict[str, str]] = asyncio.Queue()
+
+        async def on_msg(msg: nats.aio.msg.Msg) -> None:
+            await got.put({"subject": msg.subject, **json.loads(msg.data)})
+
+        await nc.subscribe("vivified.health.>", cb=on_msg)
+        async with httpx.AsyncClient(base_url=gw.url, trust_env=False) as c:
+            ready = await c.get("/readyz")
+            for _ in range(50):
+                if ready.json()["checks"]["nats"] == "ok":
+                    break
+                await asyncio.sleep(0.1)
+                ready = await c.get("/readyz")
+            r = await c.post("/admin/registration-tokens", json={}, headers=admin_headers())
+            reg = await c.post(
+                "/plugins/register",
+                json=simple("beater"),
+                headers={"Authorization": f"Bearer {r.json()['token']}"},
+            )
+            token = reg.json()["token"]
+            hb = await c.post(
+                "/plugins/beater/heartbeat", json={}, headers={"Authorization": f"Bearer {token}"}
+            )
+            assert hb.status_code in (200, 202, 204), hb.text
+        notice = await asyncio.wait_for(got.get(), timeout=5)
+        assert notice == {
+            "subject": "vivified.health.beater",
+            "plugin": "beater",
+            "from": "unknown",
+            "to": "healthy",
+        }
+    finally:
+        await nc.close()
+        gw.stop()
+        server.stop()

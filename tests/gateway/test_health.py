@@ -36,8 +36,13 @@ class Flaky:
             await asyncio.sleep(2)
         return JSONResponse({"status": "healthy", "uptime": 12.5})
 
+    async def item(self, _request: Request) -> Response:
+        return JSONResponse({"item": 1})
+
     def app(self) -> Starlette:
-        return Starlette(routes=[Route("/health", self.health)])
+        return Starlette(
+            routes=[Route("/health", self.health), Route("/api/items/{id}", self.item)]
+        )
 
 
 @pytest.fixture
@@ -195,3 +200,30 @@ def test_two_replicas_never_poll_the_same_plugin(tmp_path: Path) -> None:
         finally:
             a.stop()
             b.stop()
+
+
+def test_an_unhealthy_target_is_refused_on_the_operator_lane(
+    tmp_path: Path, flaky: tuple[Flaky, str]
+) -> None:
+    f, url = flaky
+    gw = CoreProcess("gateway", tmp_path, FAST).start()
+    try:
+        with httpx.Client(base_url=gw.url, trust_env=False) as c:
+            assert (
+                register(c, polled_manifest("sick", url), registration_token(c)).status_code == 201
+            )
+            r = register(c, simple("caller", dependencies=["sick"]), registration_token(c))
+            assert r.status_code == 201, r.text
+            auth = {"Authorization": f"Bearer {r.json()['token']}"}
+            wait_for(lambda: health(c, "sick")["state"] == "healthy")
+            assert c.get("/sick/items/1", headers=auth).status_code == 200
+            f.mode = "error"
+            wait_for(lambda: health(c, "sick")["state"] == "unhealthy")
+            wait_for(lambda: c.get("/sick/items/1", headers=auth).status_code == 503)
+            refused = c.get("/sick/items/1", headers=auth)
+            assert refused.json()["reason"] == "target_unhealthy"
+            assert int(refused.headers["retry-after"]) >= 1
+            f.mode = "ok"
+            wait_for(lambda: c.get("/sick/items/1", headers=auth).status_code == 200)
+    finally:
+        gw.stop()

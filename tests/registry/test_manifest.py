@@ -79,6 +79,7 @@ VALID = [
         seed(health_check={"type": "http", "port": 9000, "path": "/healthz"}), id="health-check"
     ),
     pytest.param(seed(health_check={"type": "http", "port": 65535}), id="health-check-no-path"),
+    pytest.param(seed(health_check={"type": "tcp", "port": 5432}), id="health-check-tcp"),
     pytest.param(seed(resources={"memory_limit": 64, "cpu_limit": 0.1}), id="resources-min"),
     pytest.param(seed(resources={"memory_limit": 8192, "cpu_limit": 8}), id="resources-max"),
     pytest.param(seed(base_url="https://users.example.com:8443/base"), id="base-url"),
@@ -368,7 +369,7 @@ INVALID = [
         id="phi-class-without-trait",
     ),
     pytest.param(
-        seed(health_check={"type": "tcp", "port": 80}),
+        seed(health_check={"type": "grpc", "port": 80}),
         "/health_check/type",
         "invalid_health_check_type",
         id="health-type",
@@ -668,3 +669,10 @@ def test_long_chain_has_no_recursion_limit() -> None:
     graph["n5000"] = ["n0"]
     (cycle,) = find_dependency_cycles(graph)
     assert len(cycle) == 5001
+
+
+def test_tcp_health_check_has_no_path() -> None:
+    result = validate_manifest(seed(health_check={"type": "tcp", "port": 5432}))
+    assert result.ok
+    assert result.manifest is not None
+    assert result.manifest["health_check"] == {"type": "tcp", "port": 5432}

@@ -128,6 +128,17 @@ class Bus:
             return False
         return True
 
+    async def publish(self, subject: str, payload: dict[str, Any]) -> bool:
+        """Best-effort notice on `subject` (e.g. `vivified.health.<id>`)."""
+        nc = self._nc
+        if nc is None or not nc.is_connected:
+            return False
+        try:
+            await nc.publish(subject, json.dumps(payload).encode())
+        except Exception:
+            return False
+        return True
+
     async def close(self) -> None:
         self._closing = True
         if self._task is not None:

@@ -103,6 +103,7 @@ class Core:
             interval=settings.health_interval,
             timeout=min(settings.health_timeout, settings.health_interval),
             quarantine=lambda pid, actor, reason: registrar.disable(pid, actor, "", reason=reason),
+            notify=core.bus.publish if core.bus is not None else None,
         )
         core.health.start()
         return core

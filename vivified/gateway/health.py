@@ -35,7 +35,7 @@ HISTORY_LIMIT = 20
 METRICS_LIMIT = 4096  # bytes of JSON kept from a health body or heartbeat
 QUARANTINE_REASON = "failed_to_stay_healthy"
 
-Notify = Callable[[str, Mapping[str, Any]], Awaitable[None]]
+Notify = Callable[[str, dict[str, Any]], Awaitable[object]]
 Quarantine = Callable[[str, str, str], Awaitable[Any]]
 
 

@@ -101,8 +101,8 @@ def check_health_check(r: Report, value: object) -> dict[str, Any] | None:
         return None
     f, extras = checked
     ok = True
-    if "type" in f and f["type"] != "http":
-        r.error("/health_check/type", "invalid_health_check_type", "the only type is 'http'")
+    if "type" in f and f["type"] not in ("http", "tcp"):
+        r.error("/health_check/type", "invalid_health_check_type", "type is 'http' or 'tcp'")
         ok = False
     port = f.get("port")
     if "port" in f and not is_int(port):
@@ -118,6 +118,8 @@ def check_health_check(r: Report, value: object) -> dict[str, Any] | None:
         ok = False
     if not ok or "type" not in f or "port" not in f:
         return None
+    if f["type"] == "tcp":  # a TCP connect check has no path
+        return {"type": "tcp", "port": port} | extras
     return {"type": "http", "port": port, "path": path} | extras
 
 
