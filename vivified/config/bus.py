@@ -39,6 +39,12 @@ class Bus:
         self._closing = False
 
     @property
+    def client(self) -> Client | None:
+        """The live connection (for JetStream), or None while disconnected."""
+        nc = self._nc
+        return nc if nc is not None and nc.is_connected else None
+
+    @property
     def connected(self) -> bool:
         return self._nc is not None and self._nc.is_connected
 

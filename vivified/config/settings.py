@@ -40,6 +40,14 @@ class Settings:
     upstream_connections: int = 512  # operator-lane client pool (all targets together)
     circuit_threshold: int = 5  # consecutive upstream failures that open a target's circuit
     circuit_cooldown: float = 10.0  # seconds before a probe request is let through
+    events_stream: str = "VIVIFIED_EVENTS"  # JetStream stream names (unique per deployment)
+    events_dlq_stream: str = "VIVIFIED_DEADLETTERS"
+    events_replicas: int = 1  # stream replicas on a NATS cluster
+    events_max_age: float = 7 * 24 * 3600.0  # seconds an event is retained
+    event_max_attempts: int = 12  # deliveries before a dead letter (≥ 10 over ≥ 5 minutes)
+    event_retry_base: float = 0.5  # first retry delay, doubling up to event_retry_max
+    event_retry_max: float = 60.0
+    event_delivery_timeout: float = 10.0
     health_interval: float = 30.0
     phi_min_retention_days: int = 2190
     audit_queue_size: int = 10_000

@@ -16,6 +16,7 @@ from vivified.gateway import (
     routes_admin,
     routes_admins,
     routes_config,
+    routes_events,
     routes_grants,
     routes_health,
     routes_meta,
@@ -76,6 +77,7 @@ def create_app(settings: Settings, core: Core | None = None) -> Gateway:
         *routes_grants.ROUTES,
         *routes_config.ROUTES,
         *routes_admins.ROUTES,
+        *routes_events.ROUTES,
         # The operator lane catches everything else, so it must stay last (Gateway sends
         # lane paths to it directly; this route keeps it in the route table for the rest).
         Route("/{service}/{rest:path}", lane),

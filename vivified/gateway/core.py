@@ -13,6 +13,8 @@ from vivified.config.config_service import ConfigService
 from vivified.config.propagation import connect_snapshot
 from vivified.config.settings import Settings
 from vivified.gateway.circuit import CircuitBreakers
+from vivified.gateway.event_dispatch import Dispatcher
+from vivified.gateway.event_stream import EventStream
 from vivified.gateway.health import HealthMonitor
 from vivified.gateway.operator_routes import RouteTables
 from vivified.gateway.upstream import new_client
@@ -47,6 +49,8 @@ class Core:
     _upstream: aiohttp.ClientSession | None = None
     bus: Bus | None = None
     config: ConfigService = field(init=False)
+    events: EventStream = field(init=False)
+    dispatcher: Dispatcher | None = None
 
     @property
     def upstream(self) -> aiohttp.ClientSession:
@@ -92,6 +96,10 @@ class Core:
         core = cls(settings, engine, sessions, keys, tokens, audit, snapshot, registrar, generated)
         core.config = ConfigService(sessions, snapshot, audit)
         core.bus = connect_snapshot(settings, snapshot, "vivified-gateway")
+        core.events = EventStream(core.bus, settings)
+        if core.bus is not None:
+            core.dispatcher = Dispatcher(core.events, snapshot, tokens, audit, settings)
+            core.dispatcher.start()
         core.circuits = CircuitBreakers(
             threshold=settings.circuit_threshold, cooldown=settings.circuit_cooldown
         )
@@ -113,6 +121,8 @@ class Core:
         if self.health is not None:
             await self.health.stop()
         await self.snapshot.stop()
+        if self.dispatcher is not None:
+            await self.dispatcher.stop()
         if self.bus is not None:
             await self.bus.close()
         if self._upstream is not None:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import copy
+import functools
 from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
+
+from jsonschema import Draft202012Validator
 
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
@@ -105,6 +108,37 @@ CATALOGUE: tuple[EventType, ...] = (
         ),
     ),
     EventType(
+        "MessageSent",
+        "1.0",
+        "confidential",
+        _object(
+            "MessageSent",
+            {
+                "message_id": _ID,
+                "channel": {"enum": ["email", "sms", "fax", "chat", "other"]},
+                "recipient_ref": _ID,
+                "sent_at": _TIME,
+            },
+            ("message_id", "channel"),
+        ),
+    ),
+    EventType(
+        "FileStored",
+        "1.0",
+        "internal",
+        _object(
+            "FileStored",
+            {
+                "file_id": _ID,
+                "content_type": {"type": "string"},
+                "size": {"type": "integer", "minimum": 0},
+                "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+                "stored_at": _TIME,
+            },
+            ("file_id", "size"),
+        ),
+    ),
+    EventType(
         "AuditAlert",
         "1.0",
         "internal",
@@ -127,6 +161,26 @@ _BY_NAME = {e.type: e for e in CATALOGUE}
 def event_type(name: object) -> EventType | None:
     """The catalogue entry for `name`, or None for an unknown (or non-string) name."""
     return _BY_NAME.get(name) if isinstance(name, str) else None
+
+
+@functools.cache
+def _validator(name: str) -> Draft202012Validator:
+    entry = _BY_NAME[name]
+    return Draft202012Validator(entry.schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+
+
+def data_problems(name: str, data: object) -> list[dict[str, str]]:
+    """Every way `data` breaks the schema of event type `name`, as `{path, code, message}`
+    with JSON pointers under `/data`."""
+    problems = []
+    for err in sorted(_validator(name).iter_errors(data), key=lambda e: list(e.absolute_path)):
+        pointer = "".join(
+            "/" + str(p).replace("~", "~0").replace("/", "~1") for p in err.absolute_path
+        )
+        problems.append(
+            {"path": "/data" + pointer, "code": f"schema_{err.validator}", "message": err.message}
+        )
+    return problems
 
 
 def catalogue_json() -> dict[str, Any]:

@@ -1,0 +1,169 @@
+"""Bench: the canonical event lane, one run.
+
+1. Accepted events/s through `POST /events` (32 concurrent publishers, JWT + schema + audit +
+   JetStream ack) vs raw nats-py JetStream publishes with the same concurrency.
+2. End-to-end delivery latency (publish accepted -> webhook received) p50/p99, at a paced
+   rate, one subscriber.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import nats
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from support.manifests import seed
+from support.procs import CoreProcess, admin_headers, register, registration_token
+from support.upstream import serve_in_thread
+
+from vivified.config.nats_server import ManagedNats
+
+N = 3000
+SENT = 0
+CONCURRENCY = 32
+PACED = 300  # events for the latency run
+received: dict[str, float] = {}
+lock = threading.Lock()
+
+
+async def hook(request: Request) -> Response:
+    event = await request.json()
+    with lock:
+        received[event["id"]] = time.perf_counter()
+    return Response(status_code=204)
+
+
+def publish_many(url: str, token: str, seconds: int = 8) -> float:
+    """wrk (not a Python client: httpx itself tops out near 200 req/s here) POSTing events."""
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is not installed (Debian: apt-get install wrk)")
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
+        f.write(
+            'wrk.method = "POST"\n'
+            'wrk.body = \'{"type":"FileStored","data":{"file_id":"f1","size":1}}\'\n'
+            'wrk.headers["Content-Type"] = "application/json"\n'
+            f'wrk.headers["Authorization"] = "Bearer {token}"\n'
+        )
+        script = f.name
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{CONCURRENCY}", f"-d{seconds}s", "-s", script, url + "/events"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    Path(script).unlink()
+    m = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if m is None or bad is not None:
+        sys.exit(f"wrk run failed:\n{out}")
+    global SENT
+    SENT = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    return float(m.group(1))
+
+
+async def raw_js(url: str, n: int) -> float:
+    nc = await nats.connect(url)
+    js = nc.jetstream()
+    await js.add_stream(name="BENCH_RAW", subjects=["bench.raw.>"])
+    sem = asyncio.Semaphore(CONCURRENCY)
+
+    async def one(i: int) -> None:
+        async with sem:
+            await js.publish(
+                "bench.raw.x", b'{"file_id":"f","size":1}', headers={"Nats-Msg-Id": f"r{i}"}
+            )
+
+    started = time.perf_counter()
+    await asyncio.gather(*(one(i) for i in range(n)))
+    rate = n / (time.perf_counter() - started)
+    await nc.close()
+    return rate
+
+
+async def latency(url: str, token: str) -> list[float]:
+    sent: dict[str, float] = {}
+    async with httpx.AsyncClient(base_url=url, trust_env=False, timeout=30) as c:
+        for i in range(PACED):
+            r = await c.post(
+                "/events",
+                json={"type": "FileStored", "data": {"file_id": f"l{i}", "size": i}},
+                headers={"Authorization": f"Bearer {token}"},
+            )
+            sent[r.json()["id"]] = time.perf_counter()
+            await asyncio.sleep(0.005)
+    deadline = time.perf_counter() + 60
+    # polling a dict the webhook thread fills: no event to await across threads
+    while time.perf_counter() < deadline and not all(k in received for k in sent):  # noqa: ASYNC110
+        await asyncio.sleep(0.05)
+    return sorted((received[k] - t) * 1000 for k, t in sent.items() if k in received)
+
+
+def main() -> None:
+    app = Starlette(routes=[Route("/events", hook, methods=["POST"])])
+    with tempfile.TemporaryDirectory() as d, serve_in_thread(app) as hook_url:
+        tmp = Path(d)
+        nats_server = ManagedNats(tmp / "nats")
+        nats_url = nats_server.start()
+        gw = CoreProcess(
+            "gateway", tmp / "gw", {"VIVIFIED_NATS_URL": nats_url, "VIVIFIED_LOG_LEVEL": "warning"}
+        )
+        try:
+            gw.start()
+            with httpx.Client(base_url=gw.url, trust_env=False, timeout=30) as c:
+                pub: dict[str, Any] = seed(
+                    id="publisher", contracts=["PubPlugin"], events={"publishes": ["FileStored"]}
+                )
+                token = register(c, pub, registration_token(c)).json()["token"]
+                assert c.post("/plugins/publisher/enable", headers=admin_headers()).is_success
+                sub = seed(
+                    id="subscriber",
+                    contracts=["SubPlugin"],
+                    base_url=hook_url,
+                    endpoints={"events": "/events"},
+                    events={"subscribes": ["FileStored"]},
+                )
+                assert register(c, sub, registration_token(c)).status_code == 201
+                assert c.post("/plugins/subscriber/enable", headers=admin_headers()).is_success
+                time.sleep(2.0)  # let the subscriber's durable consumer appear
+            accepted = publish_many(gw.url, token)
+            raw = asyncio.run(raw_js(nats_url, N))
+            deadline = time.perf_counter() + 120
+            while len(received) < SENT and time.perf_counter() < deadline:
+                time.sleep(0.2)
+            backlog_drained = len(received)
+            received.clear()
+            lat = asyncio.run(latency(gw.url, token))
+        finally:
+            gw.stop()
+            nats_server.stop()
+    print(f"event lane, {CONCURRENCY} concurrent publishers (wrk), {SENT} events published")
+    print(f"  POST /events accepted : {accepted:8.0f} events/s (goal >= 5000)")
+    print(f"  raw JetStream publish : {raw:8.0f} events/s   ratio {accepted / raw:.3f}")
+    print(f"  delivered from the burst within 120 s: {backlog_drained}/{SENT}")
+    if lat:
+        p99 = lat[max(0, int(len(lat) * 0.99) - 1)]
+        print(
+            f"  delivery latency at ~{int(1 / 0.006)} events/s paced: "
+            f"p50 {statistics.median(lat):.1f} ms, p99 {p99:.1f} ms ({len(lat)}/{PACED})"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,305 @@
+"""The canonical event lane over real processes: gateway(s), embedded nats-server, webhooks."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from support.manifests import seed, simple
+from support.procs import CoreProcess, admin_headers, register, registration_token
+from support.upstream import serve_in_thread
+from vivified_sdk.assertion import verify_assertion
+
+from vivified.config.nats_server import ManagedNats
+
+FAST = {"VIVIFIED_EVENT_RETRY_BASE": "0.2", "VIVIFIED_EVENT_MAX_ATTEMPTS": "5"}
+USER = {"user_id": "u1", "username": "ada"}
+
+
+@dataclass
+class Hook:
+    """A subscriber's webhook; `up` False answers 500."""
+
+    up: bool = True
+    got: list[tuple[dict[str, Any], dict[str, str]]] = field(default_factory=list)
+
+    async def receive(self, request: Request) -> Response:
+        if not self.up:
+            return JSONResponse({"down": True}, status_code=500)
+        self.got.append((await request.json(), dict(request.headers)))
+        return JSONResponse({"ok": True})
+
+    def ids(self) -> list[str]:
+        return [e["id"] for e, _ in self.got]
+
+    def app(self) -> Starlette:
+        return Starlette(routes=[Route("/events", self.receive, methods=["POST"])])
+
+
+@dataclass
+class Lane:
+    nats: ManagedNats
+    nats_port: int
+    env: dict[str, str]
+    gw: CoreProcess
+    hook: Hook
+    tokens: dict[str, str]
+
+    def publish(self, body: dict[str, Any], who: str = "hr-app") -> httpx.Response:
+        return httpx.post(
+            self.gw.url + "/events",
+            json=body,
+            trust_env=False,
+            timeout=10,
+            headers={"Authorization": f"Bearer {self.tokens[who]}"},
+        )
+
+
+def wait_for(check: Callable[[], bool], bound: float = 15) -> None:
+    deadline = time.monotonic() + bound
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.05)
+    raise AssertionError("condition not met in time")
+
+
+def consumers_ready(gw: CoreProcess, *pids: str) -> bool:
+    r = httpx.get(gw.url + "/admin/events/subscribers", headers=admin_headers(), trust_env=False)
+    have = {i["subscriber"] for i in r.json()["items"] if i.get("pending") is not None}
+    return set(pids) <= have
+
+
+@pytest.fixture
+def lane(tmp_path: Path) -> Iterator[Lane]:
+    nats = ManagedNats(tmp_path / "nats")
+    url = nats.start()
+    env = {
+        **FAST,
+        "VIVIFIED_NATS_URL": url,
+        "VIVIFIED_DATABASE_URL": f"sqlite:///{tmp_path}/registry.db",
+    }
+    hook = Hook()
+    gw = CoreProcess("gateway", tmp_path / "gw", env).start()
+    try:
+        with (
+            serve_in_thread(hook.app()) as hook_url,
+            httpx.Client(base_url=gw.url, trust_env=False, timeout=30) as c,
+        ):
+            plugins = [
+                seed(
+                    id="hr-app",
+                    contracts=["HrPlugin"],
+                    events={"publishes": ["UserCreated", "FileStored"]},
+                ),
+                seed(
+                    id="acct",
+                    contracts=["AccountingPlugin"],
+                    base_url=hook_url,
+                    endpoints={"events": "/events"},
+                    events={"subscribes": ["UserCreated"]},
+                ),
+                simple(
+                    "files",
+                    base_url=hook_url,
+                    endpoints={"events": "/events"},
+                    events={"subscribes": ["FileStored"]},
+                ),
+            ]
+            tokens = {}
+            for m in plugins:
+                r = register(c, m, registration_token(c))
+                assert r.status_code == 201, r.text
+                tokens[m["id"]] = r.json()["token"]
+            for pid in ("hr-app", "acct"):
+                assert c.post(f"/plugins/{pid}/enable", headers=admin_headers()).status_code == 200
+            wait_for(lambda: consumers_ready(gw, "acct", "files"))
+            yield Lane(nats, int(url.rsplit(":", 1)[1]), env, gw, hook, tokens)
+    finally:
+        gw.stop()
+        nats.stop()
+
+
+def test_catalogue_lists_types_with_classification_and_schema() -> None:
+    from vivified.registry.event_types import catalogue_json
+
+    types = {t["type"]: t for t in catalogue_json()["types"]}
+    assert {"UserCreated", "UserUpdated", "UserDeleted", "MessageSent", "FileStored"} <= set(types)
+    assert types["UserCreated"]["classification"] == "pii"
+    assert types["UserCreated"]["schema"]["type"] == "object"
+
+
+def test_publish_is_delivered_with_an_assertion(lane: Lane) -> None:
+    r = lane.publish({"type": "UserCreated", "data": USER})
+    assert r.status_code == 202, r.text
+    eid = r.json()["id"]
+    wait_for(lambda: eid in lane.hook.ids())
+    event, headers = lane.hook.got[lane.hook.ids().index(eid)]
+    assert {k: event[k] for k in ("specversion", "type", "source", "datacontenttype")} == {
+        "specversion": "1.0",
+        "type": "UserCreated",
+        "source": "vivified://plugins/hr-app",
+        "datacontenttype": "application/json",
+    }
+    assert event["data"] == USER
+    jwks = httpx.get(lane.gw.url + "/.well-known/jwks.json", trust_env=False).json()
+    claims = verify_assertion(
+        headers["x-vivified-assertion"], jwks=jwks, audience="acct", method="POST", path="/events"
+    )
+    assert claims["sub"] == "hr-app"
+    assert claims["rid"] == eid
+    # the pii event went to acct (handles_pii) only; files (no pii trait) never saw it
+    time.sleep(0.5)
+    assert lane.hook.ids().count(eid) == 1
+
+
+@pytest.mark.parametrize(
+    ("body", "who", "status", "reason"),
+    [
+        pytest.param(
+            {"type": "NoSuchEvent", "data": {}},
+            "hr-app",
+            422,
+            "unknown_event_type",
+            id="unknown-type",
+        ),
+        pytest.param(
+            {"type": "UserCreated", "data": {"user_id": 7}},
+            "hr-app",
+            422,
+            "invalid_data",
+            id="bad-data",
+        ),
+        pytest.param(
+            {"type": "UserDeleted", "data": {"user_id": "u"}},
+            "hr-app",
+            403,
+            "not_declared",
+            id="undeclared",
+        ),
+        pytest.param(
+            {"type": "FileStored", "data": {"file_id": "f", "size": 1}},
+            "files",
+            403,
+            "not_declared",
+            id="subscriber-cannot-publish",
+        ),
+        pytest.param(
+            {"type": "UserCreated", "data": USER, "extra": 1},
+            "hr-app",
+            422,
+            "invalid_event",
+            id="unknown-field",
+        ),
+        pytest.param(
+            {"type": "UserCreated", "data": USER, "id": "bad id!"},
+            "hr-app",
+            422,
+            "invalid_event",
+            id="bad-id",
+        ),
+    ],
+)
+def test_refused_publications(
+    lane: Lane, body: dict[str, Any], who: str, status: int, reason: str
+) -> None:
+    r = lane.publish(body, who)
+    assert r.status_code == status, r.text
+    assert r.json()["reason"] == reason
+    if reason == "invalid_data":
+        paths = {e["path"] for e in r.json()["errors"]}
+        assert paths == {"/data", "/data/user_id"}
+
+
+def test_same_id_twice_is_accepted_and_delivered_once(lane: Lane) -> None:
+    eid = "evt-" + uuid.uuid4().hex
+    for _ in range(2):
+        r = lane.publish({"type": "UserCreated", "data": USER, "id": eid})
+        assert (r.status_code, r.json()["id"]) == (202, eid)
+    wait_for(lambda: eid in lane.hook.ids())
+    time.sleep(1.0)
+    assert lane.hook.ids().count(eid) == 1
+
+
+def test_a_subscriber_down_for_a_while_gets_everything_in_order(lane: Lane) -> None:
+    lane.hook.up = False
+    ids = [f"order-{i}-{uuid.uuid4().hex[:6]}" for i in range(4)]
+    for eid in ids:
+        assert lane.publish({"type": "UserCreated", "data": USER, "id": eid}).status_code == 202
+    time.sleep(1.0)
+    lane.hook.up = True
+    wait_for(lambda: all(e in lane.hook.ids() for e in ids))
+    got = [e for e in lane.hook.ids() if e in ids]
+    assert got == ids
+
+
+def test_dead_letter_after_max_attempts_then_replay(lane: Lane) -> None:
+    lane.hook.up = False
+    eid = "dead-" + uuid.uuid4().hex[:8]
+    assert lane.publish({"type": "UserCreated", "data": USER, "id": eid}).status_code == 202
+    admin = {"headers": admin_headers(), "trust_env": False}
+
+    def dead() -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = httpx.get(
+            lane.gw.url + "/admin/events/dead-letters",
+            **admin,  # type: ignore[arg-type]
+        ).json()["items"]
+        return [i for i in items if i["event"]["id"] == eid]
+
+    wait_for(lambda: bool(dead()), bound=20)
+    item = dead()[0]
+    assert (item["subscriber"], item["attempts"]) == ("acct", 5)
+    lane.hook.up = True
+    r = httpx.post(f"{lane.gw.url}/admin/events/dead-letters/{item['seq']}/replay", **admin)  # type: ignore[arg-type]
+    assert r.status_code == 200, r.text
+    assert eid in lane.hook.ids()
+    assert dead() == []
+    audit = httpx.get(
+        lane.gw.url + "/admin/audit", params={"lane": "events", "target": "acct"}, **admin
+    ).json()["items"]  # type: ignore[arg-type]
+    assert {"retry", "dead_letter", "replay"} <= {a["action"] for a in audit}
+
+
+def test_nats_stopped_is_503_and_publishing_resumes(lane: Lane) -> None:
+    lane.nats.stop()
+    r = lane.publish({"type": "UserCreated", "data": USER})
+    assert r.status_code == 503
+    assert r.json()["reason"] == "stream_unavailable"
+    assert int(r.headers["retry-after"]) >= 1
+    lane.nats.start(port=lane.nats_port)
+    wait_for(lambda: lane.publish({"type": "UserCreated", "data": USER}).status_code == 202)
+
+
+def test_gateway_restart_mid_stream_loses_nothing(lane: Lane) -> None:
+    ids = []
+    for i in range(10):
+        r = lane.publish(
+            {"type": "UserCreated", "data": USER, "id": f"rs-{i}-{uuid.uuid4().hex[:6]}"}
+        )
+        ids.append(r.json()["id"])
+        if i == 4:
+            lane.gw.restart()
+    wait_for(lambda: all(e in lane.hook.ids() for e in ids), bound=30)
+    assert [e for e in lane.hook.ids() if e in ids] == ids
+
+
+def test_two_replicas_deliver_each_event_once(lane: Lane, tmp_path: Path) -> None:
+    other = CoreProcess("gateway", tmp_path / "gw2", lane.env).start()
+    try:
+        wait_for(lambda: consumers_ready(other, "acct"))
+        ids = [lane.publish({"type": "UserCreated", "data": USER}).json()["id"] for _ in range(20)]
+        wait_for(lambda: all(e in lane.hook.ids() for e in ids), bound=30)
+        time.sleep(1.0)
+        assert all(lane.hook.ids().count(e) == 1 for e in ids)
+    finally:
+        other.stop()

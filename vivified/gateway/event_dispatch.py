@@ -1,0 +1,256 @@
+"""Delivering canonical events to subscribers' webhooks, at least once, in order.
+
+One durable JetStream pull consumer per subscriber (`sub-<id>`), shared by every gateway
+replica; `max_ack_pending=1` keeps one event in flight per subscriber, so the replicas
+deliver each event once and in stream order. A failed delivery is retried in place with
+exponential backoff (the event stays at the head, so later events wait behind it) and after
+`event_max_attempts` goes to the dead-letter stream. Events a subscriber's traits do not
+cover are skipped (and audited); disabled subscribers get nothing until re-enabled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections import Counter
+from typing import Any
+
+import aiohttp
+import nats.errors
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+
+from vivified.config.settings import Settings
+from vivified.gateway.event_stream import EVENT_SUBJECT, EventStream
+from vivified.policy.events import decide_delivery
+from vivified.registry.audit import AuditEvent, AuditWriter
+from vivified.registry.event_types import event_type
+from vivified.registry.snapshot import PluginView, Snapshot, SnapshotHolder
+from vivified.registry.tokens import TokenService
+
+log = logging.getLogger("vivified.events")
+
+
+def subscriptions(view: PluginView) -> tuple[str, ...]:
+    events = view.manifest.get("events") or {}
+    subs = events.get("subscribes") if isinstance(events, dict) else None
+    return tuple(subs) if isinstance(subs, list) else ()
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        stream: EventStream,
+        snapshot: SnapshotHolder,
+        tokens: TokenService,
+        audit: AuditWriter,
+        settings: Settings,
+    ) -> None:
+        self._stream = stream
+        self._snapshot = snapshot
+        self._tokens = tokens
+        self._audit = audit
+        self._settings = settings
+        self._workers: dict[str, asyncio.Task[None]] = {}
+        self._http: aiohttp.ClientSession | None = None
+        self.stats: dict[str, Counter[str]] = {}
+
+    def start(self) -> None:
+        self._snapshot.add_listener(self._reconcile)
+        self._reconcile(self._snapshot.current)
+
+    def _reconcile(self, snap: Snapshot) -> None:
+        wanted = {
+            pid
+            for pid, view in snap.plugins.items()
+            if view.active and subscriptions(view) and view.endpoints.get("events")
+        }
+        for pid in list(self._workers):
+            if pid not in wanted:
+                self._workers.pop(pid).cancel()
+        for pid in wanted - set(self._workers):
+            self._workers[pid] = asyncio.get_running_loop().create_task(
+                self._worker(pid), name=f"events-{pid}"
+            )
+
+    async def stop(self) -> None:
+        workers = list(self._workers.values())
+        self._workers.clear()
+        for task in workers:
+            task.cancel()
+        for task in workers:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._http is not None:
+            await self._http.close()
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._http is None:
+            self._http = aiohttp.ClientSession(
+                cookie_jar=aiohttp.DummyCookieJar(),
+                timeout=aiohttp.ClientTimeout(total=self._settings.event_delivery_timeout),
+                trust_env=False,
+            )
+        return self._http
+
+    async def _worker(self, pid: str) -> None:
+        while True:
+            try:
+                js = await self._stream.js()
+                psub = await js.pull_subscribe(
+                    f"{EVENT_SUBJECT}.>",
+                    durable=f"sub-{pid}",
+                    stream=self._stream.events,
+                    config=ConsumerConfig(
+                        ack_policy=AckPolicy.EXPLICIT,
+                        deliver_policy=DeliverPolicy.NEW,
+                        max_ack_pending=1,
+                        ack_wait=30,
+                    ),
+                )
+                while True:
+                    try:
+                        msgs = await psub.fetch(1, timeout=2)
+                    except nats.errors.TimeoutError:
+                        continue
+                    for msg in msgs:
+                        await self._handle(pid, msg)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # NATS away or a transient error: retry, lose nothing
+                log.warning("event worker for %s: %s; retrying", pid, type(exc).__name__)
+                await asyncio.sleep(1.0)
+
+    async def _handle(self, pid: str, msg: Any) -> None:
+        try:
+            event = json.loads(msg.data)
+            kind = event["type"]
+        except (ValueError, KeyError, TypeError):
+            await msg.ack()
+            return
+        known = event_type(kind)
+        view = self._snapshot.current.plugins.get(pid)
+        if view is None or not view.active:
+            await msg.nak(delay=5)  # hold it: the worker stops; a re-enabled plugin resumes
+            return
+        decision = decide_delivery(
+            status=view.status,
+            subscribed=subscriptions(view),
+            traits=view.traits,
+            event_type=kind,
+            classification=known.classification if known else "confidential",
+        )
+        if not decision:
+            await msg.ack()
+            if decision.reason != "not_subscribed":
+                await self._record(pid, event, "deny", decision.reason, 0, "skip")
+            return
+        attempts = self._settings.event_max_attempts
+        delay = self._settings.event_retry_base
+        error = ""
+        for attempt in range(1, attempts + 1):
+            ok, status, error = await self._deliver(view, event)
+            if ok:
+                await msg.ack()
+                await self._record(pid, event, "allow", "delivered", status, "deliver", attempt)
+                return
+            await self._record(pid, event, "deny", error, status, "retry", attempt)
+            if attempt == attempts:
+                break
+            await self._wait(msg, delay)
+            delay = min(delay * 2, self._settings.event_retry_max)
+            current = self._snapshot.current.plugins.get(pid)
+            if current is None or not current.active:
+                await msg.nak(delay=5)
+                return
+        await self._stream.dead_letter(
+            pid, msg.data, attempts=attempts, error=error, event_type=kind
+        )
+        await msg.ack()
+        await self._record(pid, event, "deny", "dead_lettered", 0, "dead_letter", attempts)
+
+    @staticmethod
+    async def _wait(msg: Any, seconds: float) -> None:
+        """Sleep, telling JetStream we still own the message (ack_wait is 30 s)."""
+        end = time.monotonic() + seconds
+        while (left := end - time.monotonic()) > 0:
+            await asyncio.sleep(min(left, 10.0))
+            with contextlib.suppress(Exception):
+                await msg.in_progress()
+
+    async def _deliver(self, view: PluginView, event: dict[str, Any]) -> tuple[bool, int, str]:
+        path = view.endpoints["events"]
+        source = str(event.get("source", ""))
+        publisher = source.rsplit("/", 1)[-1] or "core"
+        assertion = self._tokens.issue_assertion(
+            publisher, view.id, method="POST", path=path, request_id=str(event.get("id", ""))
+        )
+        headers = {
+            "Content-Type": "application/cloudevents+json",
+            "X-Vivified-Assertion": assertion.token,
+            "X-Vivified-Caller": publisher,
+            "X-Vivified-Event-Id": str(event.get("id", "")),
+        }
+        url = view.base_url.rstrip("/") + path
+        try:
+            async with self._client().post(
+                url, data=json.dumps(event).encode(), headers=headers, allow_redirects=False
+            ) as resp:
+                await resp.read()
+                return 200 <= resp.status < 300, resp.status, f"http_{resp.status}"
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            return False, 0, type(exc).__name__
+
+    async def _record(
+        self,
+        pid: str,
+        event: dict[str, Any],
+        decision: str,
+        reason: str,
+        status: int,
+        action: str,
+        attempt: int = 0,
+    ) -> None:
+        self.stats.setdefault(pid, Counter())[action] += 1
+        await self._audit.record(
+            AuditEvent(
+                actor="core:events",
+                lane="events",
+                action=action,
+                target=pid,
+                decision=decision,
+                reason=reason,
+                request_id=str(event.get("id", "")),
+                status=status,
+                detail={"type": str(event.get("type", "")), "attempt": attempt},
+            )
+        )
+
+    async def lag(self) -> list[dict[str, Any]]:
+        """Per subscriber: events waiting, in flight, and this replica's counters."""
+        js = await self._stream.js()
+        out = []
+        for pid in sorted(self._workers):
+            item: dict[str, Any] = {"subscriber": pid, **dict(self.stats.get(pid, {}))}
+            try:
+                info = await js.consumer_info(self._stream.events, f"sub-{pid}")
+                item["pending"] = info.num_pending
+                item["in_flight"] = info.num_ack_pending
+            except Exception:
+                item["pending"] = None
+            out.append(item)
+        return out
+
+    async def replay(self, seq: int, item: dict[str, Any]) -> tuple[bool, int, str]:
+        """Deliver one dead letter again, now; removed from the dead letters on success."""
+        view = self._snapshot.current.plugins.get(item["subscriber"])
+        if view is None or not view.active or not view.endpoints.get("events"):
+            return False, 0, "subscriber_not_active"
+        ok, status, error = await self._deliver(view, item["event"])
+        if ok:
+            await self._stream.delete_dead_letter(seq)
+        action = "replay" if ok else "replay_failed"
+        await self._record(view.id, item["event"], "allow" if ok else "deny", error, status, action)
+        return ok, status, error

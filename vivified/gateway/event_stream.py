@@ -1,0 +1,153 @@
+"""JetStream for the event lane: the event stream, the dead-letter stream, publishing.
+
+Events are CloudEvents 1.0 JSON on `vivified.events.<Type>`; the event id is the JetStream
+message id, so publishing an id again within the duplicate window is acknowledged as a
+duplicate and stored once.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from nats.js import JetStreamContext
+from nats.js.api import RetentionPolicy, StorageType, StreamConfig
+
+from vivified.config.bus import Bus
+from vivified.config.settings import Settings
+
+EVENT_SUBJECT = "vivified.events"
+DLQ_SUBJECT = "vivified.deadletter"
+DUPLICATE_WINDOW = 600.0  # seconds: a re-published id inside it is stored once
+
+
+class StreamUnavailable(Exception):
+    """NATS/JetStream cannot take the event now (answer 503, never hang, never drop)."""
+
+
+def cloud_event(
+    *, event_id: str | None, type_: str, source: str, data: Any, subject: str | None
+) -> dict[str, Any]:
+    event: dict[str, Any] = {
+        "specversion": "1.0",
+        "id": event_id or uuid.uuid4().hex,
+        "source": source,
+        "type": type_,
+        "time": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "datacontenttype": "application/json",
+        "data": data,
+    }
+    if subject:
+        event["subject"] = subject
+    return event
+
+
+class EventStream:
+    def __init__(self, bus: Bus | None, settings: Settings) -> None:
+        self._bus = bus
+        self._settings = settings
+        self._ready_for: object | None = None
+        self._js: JetStreamContext | None = None
+
+    @property
+    def events(self) -> str:
+        return self._settings.events_stream
+
+    @property
+    def deadletters(self) -> str:
+        return self._settings.events_dlq_stream
+
+    async def js(self) -> JetStreamContext:
+        """A JetStream context on a live connection, with both streams in place."""
+        nc = self._bus.client if self._bus is not None else None
+        if nc is None:
+            raise StreamUnavailable("NATS is not connected")
+        if self._ready_for is not nc or self._js is None:
+            js = nc.jetstream(timeout=2)
+            await self._ensure(js)
+            self._js, self._ready_for = js, nc
+        return self._js
+
+    async def _ensure(self, js: JetStreamContext) -> None:
+        s = self._settings
+        for name, subjects, age in (
+            (s.events_stream, [f"{EVENT_SUBJECT}.>"], s.events_max_age),
+            (s.events_dlq_stream, [f"{DLQ_SUBJECT}.>"], 30 * 24 * 3600.0),
+        ):
+            config = StreamConfig(
+                name=name,
+                subjects=subjects,
+                retention=RetentionPolicy.LIMITS,
+                storage=StorageType.FILE,
+                max_age=age,
+                num_replicas=s.events_replicas,
+                duplicate_window=DUPLICATE_WINDOW,
+            )
+            try:
+                await js.add_stream(config)
+            except Exception:  # exists (maybe another replica made it): keep it in step
+                await js.update_stream(config)
+
+    async def publish(self, event: dict[str, Any]) -> bool:
+        """Store `event`; returns True when it was a duplicate of a stored id."""
+        try:
+            js = await self.js()
+            ack = await js.publish(
+                f"{EVENT_SUBJECT}.{event['type']}",
+                json.dumps(event, separators=(",", ":")).encode(),
+                timeout=2,
+                stream=self.events,
+                headers={"Nats-Msg-Id": event["id"]},
+            )
+        except StreamUnavailable:
+            raise
+        except Exception as exc:  # timeout, no responders, disconnect: all mean "not stored"
+            self._ready_for = None
+            raise StreamUnavailable(type(exc).__name__) from exc
+        return bool(ack.duplicate)
+
+    async def dead_letter(
+        self, subscriber: str, event: bytes, *, attempts: int, error: str, event_type: str
+    ) -> None:
+        js = await self.js()
+        await js.publish(
+            f"{DLQ_SUBJECT}.{subscriber}.{event_type}",
+            event,
+            timeout=5,
+            stream=self.deadletters,
+            headers={
+                "Vivified-Subscriber": subscriber,
+                "Vivified-Attempts": str(attempts),
+                "Vivified-Error": error[:200],
+            },
+        )
+
+    async def list_dead_letters(self, limit: int = 100) -> list[dict[str, Any]]:
+        js = await self.js()
+        info = await js.stream_info(self.deadletters)
+        out: list[dict[str, Any]] = []
+        seq = info.state.first_seq
+        while seq and seq <= info.state.last_seq and len(out) < limit:
+            try:
+                msg = await js.get_msg(self.deadletters, seq)
+            except Exception:  # deleted (replayed) sequence numbers leave gaps
+                seq += 1
+                continue
+            headers = msg.headers or {}
+            out.append(
+                {
+                    "seq": seq,
+                    "subscriber": headers.get("Vivified-Subscriber", ""),
+                    "attempts": int(headers.get("Vivified-Attempts", "0") or 0),
+                    "error": headers.get("Vivified-Error", ""),
+                    "event": json.loads(msg.data or b"{}"),
+                }
+            )
+            seq += 1
+        return out
+
+    async def delete_dead_letter(self, seq: int) -> None:
+        js = await self.js()
+        await js.delete_msg(self.deadletters, seq)
