@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import copy
+import json
+import re
+import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -39,30 +42,41 @@ def bench_validator(seconds: float = 3.0) -> float:
     return n / (time.perf_counter() - started)
 
 
-async def bench_registrations(url: str, n: int = 1000, concurrency: int = 16) -> float:
-    async with httpx.AsyncClient(base_url=url, trust_env=False, timeout=60) as c:
-        r = await c.post("/admin/registration-tokens", json={"uses": n}, headers=admin_headers())
+def bench_registrations(url: str, seconds: int = 8, concurrency: int = 16) -> float:
+    """wrk POSTs a fresh manifest per request (a Python client would measure itself: httpx
+    stalls ~40 ms per request here on small writes)."""
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is not installed (Debian: apt-get install wrk)")
+    with httpx.Client(base_url=url, trust_env=False, timeout=60) as c:
+        r = c.post("/admin/registration-tokens", json={"uses": 10_000}, headers=admin_headers())
         token = r.json()["token"]
-        queue: asyncio.Queue[int] = asyncio.Queue()
-        for i in range(n):
-            queue.put_nowait(i)
-
-        async def worker() -> None:
-            while not queue.empty():
-                i = queue.get_nowait()
-                resp = await c.post(
-                    "/plugins/register",
-                    json=simple(f"bench-{i}"),
-                    headers={"Authorization": f"Bearer {token}"},
-                )
-                assert resp.status_code == 201, resp.text
-
-        started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        elapsed = time.perf_counter() - started
-        verify = await c.get("/admin/audit/verify", headers=admin_headers())
+    template = json.dumps(simple("bench-__ID__"))
+    lua = (
+        "counter = 0\n"
+        "request = function()\n"
+        "  counter = counter + 1\n"
+        f"  local body = string.gsub('{template}', '__ID__', tostring(counter))\n"
+        "  return wrk.format('POST', '/plugins/register', "
+        f"{{['Content-Type']='application/json', ['Authorization']='Bearer {token}'}}, body)\n"
+        "end\n"
+    )
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
+        f.write(lua)
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{concurrency}", f"-d{seconds}s", "-s", f.name, url],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    Path(f.name).unlink()
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    m = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    if bad is not None or m is None:
+        sys.exit(f"registration run had failures:\n{out}")
+    with httpx.Client(base_url=url, trust_env=False, timeout=120) as c:
+        verify = c.get("/admin/audit/verify", headers=admin_headers())
         assert verify.json()["ok"], verify.text
-        return n / elapsed
+    return float(m.group(1))
 
 
 def main() -> None:
@@ -71,7 +85,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         gw = CoreProcess("gateway", Path(tmp)).start()
         try:
-            regs = asyncio.run(bench_registrations(gw.url))
+            regs = bench_registrations(gw.url)
         finally:
             gw.stop()
     print(f"registrations over HTTP (SQLite, audit on, 16 concurrent): {regs:,.0f}/s")

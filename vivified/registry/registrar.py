@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -105,6 +106,9 @@ class Registrar:
         phi_min_retention_days: int,
     ) -> None:
         self._sessions = sessions
+        # One registry write at a time from this process: concurrent SQLite writers otherwise
+        # meet in SQLite's busy handler, which sleeps (up to 100 ms a turn) instead of queueing.
+        self._writes = asyncio.Lock()
         self._tokens = tokens
         self._audit = audit
         self._snapshot = snapshot
@@ -201,7 +205,7 @@ class Registrar:
         now = time.time()
         risk = risk_rating(manifest)
         try:
-            async with self._sessions() as s, s.begin():
+            async with self._writes, self._sessions() as s, s.begin():
                 row = await s.get(Plugin, pid, with_for_update=True)
                 if row is None:
                     self._check_new(pid, cred)
@@ -320,7 +324,7 @@ class Registrar:
     async def enable(self, pid: str, actor: str, request_id: str) -> dict[str, Any]:
         """Approve or re-enable; the stored manifest is validated again first."""
         started = time.perf_counter()
-        async with self._sessions() as s, s.begin():
+        async with self._writes, self._sessions() as s, s.begin():
             row = await s.get(Plugin, pid, with_for_update=True)
             if row is None:
                 raise RegistryError(404, "not_found", f"no plugin {pid!r}")
@@ -351,7 +355,7 @@ class Registrar:
     ) -> dict[str, Any]:
         """Quarantine: stop routing and revoke every token of the plugin at once."""
         started = time.perf_counter()
-        async with self._sessions() as s, s.begin():
+        async with self._writes, self._sessions() as s, s.begin():
             row = await s.get(Plugin, pid, with_for_update=True)
             if row is None:
                 raise RegistryError(404, "not_found", f"no plugin {pid!r}")
@@ -366,7 +370,7 @@ class Registrar:
     async def unregister(self, pid: str, actor: str, request_id: str) -> None:
         """Remove the plugin, its grants and contract choices; its tokens die with it."""
         started = time.perf_counter()
-        async with self._sessions() as s, s.begin():
+        async with self._writes, self._sessions() as s, s.begin():
             row = await s.get(Plugin, pid, with_for_update=True)
             if row is None:
                 raise RegistryError(404, "not_found", f"no plugin {pid!r}")

@@ -75,7 +75,7 @@ class Snapshot:
         return None if view is None else view.gen
 
 
-def plugin_view(row: Plugin) -> PluginView:
+def plugin_view(row: Any) -> PluginView:
     """Build the hot-path view of a plugin row."""
     m = row.manifest or {}
     security = m.get("security") or {}
@@ -100,7 +100,9 @@ def plugin_view(row: Plugin) -> PluginView:
 async def load_snapshot(sessions: async_sessionmaker[AsyncSession]) -> Snapshot:
     """Read everything the lanes need in one pass."""
     async with sessions() as s:
-        plugins = (await s.execute(select(Plugin))).scalars().all()
+        # Core rows, not ORM objects: this runs after every change, over every plugin.
+        table = Plugin.__table__  # type: ignore[attr-defined]
+        plugins: list[Any] = list((await s.execute(select(table))).all())
         grants = (await s.execute(select(Grant))).scalars().all()
         choices = (await s.execute(select(ContractChoice))).scalars().all()
         egress_row = await s.get(ConfigDocument, "egress")
@@ -133,6 +135,8 @@ class SnapshotHolder:
         self._task: asyncio.Task[None] | None = None
         self._listeners: list[Listener] = []
         self._publisher: Callable[[str], Awaitable[object]] | None = None
+        self._requested = 0  # reload requests so far
+        self._completed = 0  # requests covered by the last finished rebuild
 
     @property
     def current(self) -> Snapshot:
@@ -157,10 +161,18 @@ class SnapshotHolder:
         self._listeners.append(listener)
 
     async def reload(self) -> Snapshot:
-        """Rebuild from the registry and swap; concurrent callers share one rebuild order."""
+        """Rebuild from the registry and swap. Concurrent callers coalesce: a caller whose
+        request is covered by a rebuild that *started* after it asked returns at once, so a
+        burst of N changes costs a couple of rebuilds, not N."""
+        self._requested += 1
+        ticket = self._requested
         async with self._lock:
+            if self._completed >= ticket:
+                return self._current
+            covers = self._requested
             fresh = await load_snapshot(self._sessions)
             self._current = fresh
+            self._completed = covers
         for listener in self._listeners:
             result = listener(fresh)
             if result is not None:
