@@ -43,6 +43,8 @@ async def _serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
             await writer.drain()
     except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError):
         pass
+    except asyncio.CancelledError:
+        return  # the bench is over: the loop is closing its servers (no noisy callback)
     finally:
         writer.close()
 
