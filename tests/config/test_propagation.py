@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -156,6 +157,12 @@ async def test_health_transitions_are_announced_on_nats(tmp_path: Path) -> None:
             await got.put({"subject": msg.subject, **json.loads(msg.data)})
 
         await nc.subscribe("vivified.health.>", cb=on_msg)
+        mirrored: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+
+        async def on_audit(msg: nats.aio.msg.Msg) -> None:
+            await mirrored.put(json.loads(msg.data))
+
+        await nc.subscribe("vivified.audit.registry", cb=on_audit)
         async with httpx.AsyncClient(base_url=gw.url, trust_env=False) as c:
             ready = await c.get("/readyz")
             for _ in range(50):

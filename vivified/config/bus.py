@@ -15,7 +15,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import nats
@@ -144,6 +144,16 @@ class Bus:
         except Exception:
             return False
         return True
+
+    async def mirror_audit(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Mirror committed audit records to `vivified.audit.<lane>` (best effort: the
+        database chain is the record; this feeds SIEMs and live views)."""
+        nc = self._nc
+        if nc is None or not nc.is_connected:
+            return
+        for row in rows:
+            with contextlib.suppress(Exception):
+                await nc.publish(f"vivified.audit.{row['lane']}", json.dumps(row).encode())
 
     async def close(self) -> None:
         self._closing = True

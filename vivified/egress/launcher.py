@@ -110,6 +110,8 @@ async def run_egress(
         batch_size=settings.audit_batch_size,
         flush_interval=settings.audit_flush_interval,
     )
+    if bus is not None:
+        audit.set_on_commit(bus.mirror_audit)
     audit.start()
     ca_cert = ensure_ca(settings.data_dir)
     master = DumpMaster(

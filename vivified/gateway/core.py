@@ -96,6 +96,8 @@ class Core:
         core = cls(settings, engine, sessions, keys, tokens, audit, snapshot, registrar, generated)
         core.config = ConfigService(sessions, snapshot, audit)
         core.bus = connect_snapshot(settings, snapshot, "vivified-gateway")
+        if core.bus is not None:
+            audit.set_on_commit(core.bus.mirror_audit)
         core.events = EventStream(core.bus, settings)
         if core.bus is not None:
             core.dispatcher = Dispatcher(core.events, snapshot, tokens, audit, settings)

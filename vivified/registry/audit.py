@@ -108,6 +108,10 @@ class AuditWriter:
             return False
         return True
 
+    def set_on_commit(self, on_commit: OnCommit | None) -> None:
+        """Called with every committed batch (e.g. to mirror records to NATS)."""
+        self._on_commit = on_commit
+
     @property
     def healthy(self) -> bool:
         """False while the store cannot be written (the backlog is kept and retried)."""
