@@ -25,6 +25,7 @@ from vivified.gateway import (
 from vivified.gateway.core import Core
 from vivified.gateway.middleware import RequestContext
 from vivified.gateway.operator_lane import OperatorLane
+from vivified.gateway.operator_ws import relay_websocket
 from vivified.gateway.problems import EXCEPTION_HANDLERS
 
 
@@ -50,6 +51,9 @@ class Gateway:
         if scope["type"] == "http" and self.is_lane(scope["path"]):
             scope["app"] = self.app
             await self.lane(scope, receive, send)
+        elif scope["type"] == "websocket" and self.is_lane(scope["path"]):
+            scope["app"] = self.app
+            await relay_websocket(scope, receive, send)
         else:
             await self.app(scope, receive, send)
 

@@ -110,6 +110,49 @@ def evaluate(
     return target, route.template, decision.reason
 
 
+async def admit(core: Core, call: Call, scope: Scope) -> tuple[PluginView, bytes, str]:
+    """Every check before forwarding (HTTP and WebSocket alike): the raw path, the token,
+    the target, the declared endpoint, policy, audit health, the circuit. Returns the target,
+    the still-encoded rest of the path and the decoded `/api/...` path; raises LaneError."""
+    raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
+    raw_path = raw_path.split(b"?", 1)[0]
+    verdict = check_raw_path(raw_path)
+    if not verdict:
+        raise LaneError(400, verdict.reason, verdict.detail or "the path is not acceptable")
+    service, rest = _split(raw_path)
+    call.target = service
+    if service in RESERVED_IDS:
+        raise LaneError(404, "not_found", f"/{service}/ is not an operator-lane route")
+    try:
+        token = extract_bearer(scope["headers"], scope.get("query_string", b""))
+    except TokenError as exc:
+        raise LaneError(401, exc.code, exc.message) from exc
+    snap = core.snapshot.current
+    claims = core.tokens.verify_plugin_token_cached(token, snap.plugin_gen)
+    if claims is None:
+        try:
+            claims = await core.tokens.verify_plugin_token(token, snap.plugin_gen)
+        except TokenError as exc:
+            raise LaneError(401, exc.code, exc.message) from exc
+    call.caller = claims.plugin_id
+    path = "/api/" + unquote(rest.decode("ascii"))
+    target, route, reason = evaluate(core, snap, claims.plugin_id, service, call.method, path)
+    call.target, call.route = target.id, route
+    if not core.audit.healthy and target.classification & SENSITIVE:
+        raise LaneError(
+            503,
+            "audit_unavailable",
+            "the audit store cannot be written; sensitive targets are refused until it recovers",
+        )
+    wait = core.circuits.retry_after(target.id)
+    if wait is not None:
+        raise LaneError(
+            503, "circuit_open", f"{target.id} is failing; retry later", retry_after=wait
+        )
+    call.decision, call.reason = "allow", reason
+    return target, rest, path
+
+
 class OperatorLane:
     """The catch-all route's ASGI app; the `Core` comes from the app state per request."""
 
@@ -134,43 +177,7 @@ class OperatorLane:
     async def _handle(
         self, core: Core, call: Call, scope: Scope, receive: Receive, send: Send
     ) -> None:
-        raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
-        raw_path = raw_path.split(b"?", 1)[0]
-        verdict = check_raw_path(raw_path)
-        if not verdict:
-            raise LaneError(400, verdict.reason, verdict.detail or "the path is not acceptable")
-        service, rest = _split(raw_path)
-        call.target = service
-        if service in RESERVED_IDS:
-            raise LaneError(404, "not_found", f"/{service}/ is not an operator-lane route")
-        try:
-            token = extract_bearer(scope["headers"], scope.get("query_string", b""))
-        except TokenError as exc:
-            raise LaneError(401, exc.code, exc.message) from exc
-        snap = core.snapshot.current
-        claims = core.tokens.verify_plugin_token_cached(token, snap.plugin_gen)
-        if claims is None:
-            try:
-                claims = await core.tokens.verify_plugin_token(token, snap.plugin_gen)
-            except TokenError as exc:
-                raise LaneError(401, exc.code, exc.message) from exc
-        call.caller = claims.plugin_id
-        path = "/api/" + unquote(rest.decode("ascii"))
-        target, route, reason = evaluate(core, snap, claims.plugin_id, service, call.method, path)
-        call.target, call.route = target.id, route
-        if not core.audit.healthy and target.classification & SENSITIVE:
-            raise LaneError(
-                503,
-                "audit_unavailable",
-                "the audit store cannot be written; sensitive "
-                "targets are refused until it recovers",
-            )
-        wait = core.circuits.retry_after(target.id)
-        if wait is not None:
-            raise LaneError(
-                503, "circuit_open", f"{target.id} is failing; retry later", retry_after=wait
-            )
-        call.decision, call.reason = "allow", reason
+        target, rest, path = await admit(core, call, scope)
         await self._forward(core, call, scope, receive, send, target, rest, path)
 
     async def _forward(

@@ -105,7 +105,7 @@ async def forward(
         finally:
             body_done.set()
 
-    added = _identity_headers(core, call, scope, target, path)
+    added = identity_headers(core, call, scope, target, path)
     headers = CIMultiDict(
         (k.decode("latin-1"), v.decode("latin-1"))
         for k, v in request_headers(scope["headers"], added)
@@ -173,7 +173,7 @@ class UpstreamAborted(Exception):
     """The target failed after its response had started: the connection is cut."""
 
 
-def _identity_headers(
+def identity_headers(
     core: Core, call: Call, scope: Scope, target: PluginView, path: str
 ) -> list[tuple[bytes, bytes]]:
     """What the target may trust: set by core, never by the caller."""
