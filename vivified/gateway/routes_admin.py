@@ -12,11 +12,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from vivified.gateway import auth
+from vivified.gateway.admin_audit import record_admin_action
 from vivified.gateway.bodies import json_object, read_json
 from vivified.gateway.problems import Problem, not_found
-from vivified.gateway.routes_plugins import request_id
 from vivified.registry import registration_tokens as regtokens
-from vivified.registry.audit import AuditEvent
 from vivified.registry.audit_chain import verify_chain
 from vivified.registry.audit_query import query_audit
 
@@ -80,18 +79,14 @@ async def create_registration_token(request: Request) -> Response:
         ttl_seconds=ttl,
         created_by=principal.actor,
     )
-    await core.audit.record(
-        AuditEvent(
-            actor=principal.actor,
-            lane="admin",
-            action="registration_token_create",
-            target=plugin_id or "*",
-            decision="allow",
-            reason="created",
-            request_id=request_id(request),
-            status=201,
-            detail={"token_id": issued.id, "uses": uses, "ttl_seconds": ttl},
-        )
+    await record_admin_action(
+        request,
+        principal.actor,
+        "registration_token_create",
+        plugin_id or "*",
+        201,
+        reason="created",
+        detail={"token_id": issued.id, "uses": uses, "ttl_seconds": ttl},
     )
     return JSONResponse(
         {
@@ -120,17 +115,8 @@ async def revoke_registration_token(request: Request) -> Response:
     token_id = request.path_params["token_id"]
     if not await regtokens.revoke_registration_token(core.sessions, token_id):
         raise not_found(f"no registration token {token_id!r}")
-    await core.audit.record(
-        AuditEvent(
-            actor=principal.actor,
-            lane="admin",
-            action="registration_token_revoke",
-            target=token_id,
-            decision="allow",
-            reason="revoked",
-            request_id=request_id(request),
-            status=204,
-        )
+    await record_admin_action(
+        request, principal.actor, "registration_token_revoke", token_id, 204, reason="revoked"
     )
     return Response(status_code=204)
 

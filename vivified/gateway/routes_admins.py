@@ -9,11 +9,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from vivified.gateway import auth
+from vivified.gateway.admin_audit import record_admin_action
 from vivified.gateway.bodies import json_object, read_json
 from vivified.gateway.problems import Problem, not_found
-from vivified.gateway.routes_plugins import request_id
 from vivified.registry import admins
-from vivified.registry.audit import AuditEvent
 
 BODY_CAP = 64 * 1024
 NAME = re.compile(r"^[a-z0-9][a-z0-9._@-]{0,62}$")
@@ -23,21 +22,6 @@ MAX_TTL = 365 * 24 * 3600
 def _invalid(path: str, code: str, message: str) -> Problem:
     return Problem(
         422, message, code=code, errors=[{"path": path, "code": code, "message": message}]
-    )
-
-
-async def _audit(request: Request, actor: str, action: str, target: str, status: int) -> None:
-    await auth.core_of(request).audit.record(
-        AuditEvent(
-            actor=actor,
-            lane="admin",
-            action=action,
-            target=target,
-            decision="allow",
-            reason="changed",
-            request_id=request_id(request),
-            status=status,
-        )
     )
 
 
@@ -59,7 +43,7 @@ async def create_user(request: Request) -> Response:
     except admins.AdminError as exc:
         status = 409 if exc.code == "name_taken" else 422
         raise Problem(status, exc.message, code=exc.code) from exc
-    await _audit(request, principal.actor, "admin_user_create", name, 201)
+    await record_admin_action(request, principal.actor, "admin_user_create", name, 201)
     return JSONResponse(user, status_code=201)
 
 
@@ -96,7 +80,7 @@ async def create_token(request: Request) -> Response:
         if exc.code == "not_found":
             raise not_found("no such admin user") from exc
         raise Problem(422, exc.message, code=exc.code) from exc
-    await _audit(request, principal.actor, "admin_token_create", user_id, 201)
+    await record_admin_action(request, principal.actor, "admin_token_create", user_id, 201)
     return JSONResponse(
         {
             "id": issued.token_id,
@@ -123,7 +107,7 @@ async def revoke_token(request: Request) -> Response:
     token_id = request.path_params["token_id"]
     if not await admins.revoke_admin_token(core.sessions, token_id):
         raise not_found("no such active admin token")
-    await _audit(request, principal.actor, "admin_token_revoke", token_id, 204)
+    await record_admin_action(request, principal.actor, "admin_token_revoke", token_id, 204)
     return Response(status_code=204)
 
 

@@ -10,13 +10,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from vivified.gateway import auth
+from vivified.gateway.admin_audit import record_admin_action
 from vivified.gateway.bodies import json_object, read_json
 from vivified.gateway.lane_errors import LaneError
 from vivified.gateway.operator_lane import evaluate
 from vivified.gateway.problems import Problem, not_found
-from vivified.gateway.routes_plugins import request_id
 from vivified.registry import grants
-from vivified.registry.audit import AuditEvent
 
 ADMIN_BODY_CAP = 64 * 1024
 METHOD = re.compile(r"^[A-Z]{1,16}$")
@@ -43,24 +42,6 @@ def _string_list(
         else:
             out.append(item.upper() if name == "methods" else item)
     return out
-
-
-async def _audit(
-    request: Request, actor: str, action: str, target: str, status: int, detail: dict[str, Any]
-) -> None:
-    await auth.core_of(request).audit.record(
-        AuditEvent(
-            actor=actor,
-            lane="admin",
-            action=action,
-            target=target,
-            decision="allow",
-            reason="changed",
-            request_id=request_id(request),
-            status=status,
-            detail=detail,
-        )
-    )
 
 
 async def create_grant(request: Request) -> Response:
@@ -93,13 +74,13 @@ async def create_grant(request: Request) -> Response:
         created_by=principal.actor,
     )
     await core.snapshot.changed("grants")
-    await _audit(
+    await record_admin_action(
         request,
         principal.actor,
         "grant_create",
         row["target"],
         201,
-        {"grant": row["id"], "caller": row["caller"]},
+        detail={"grant": row["id"], "caller": row["caller"]},
     )
     return JSONResponse(row, status_code=201)
 
@@ -121,7 +102,9 @@ async def delete_grant(request: Request) -> Response:
     if not await grants.delete_grant(core.sessions, grant_id):
         raise not_found("no such grant")
     await core.snapshot.changed("grants")
-    await _audit(request, principal.actor, "grant_delete", grant_id, 204, {"grant": grant_id})
+    await record_admin_action(
+        request, principal.actor, "grant_delete", grant_id, 204, detail={"grant": grant_id}
+    )
     return Response(status_code=204)
 
 
@@ -143,7 +126,9 @@ async def choose_contract(request: Request) -> Response:
         )
     await grants.set_contract_choice(core.sessions, contract, view.id)
     await core.snapshot.changed("grants")
-    await _audit(request, principal.actor, "contract_choose", contract, 200, {"plugin": view.id})
+    await record_admin_action(
+        request, principal.actor, "contract_choose", contract, 200, detail={"plugin": view.id}
+    )
     return JSONResponse({"contract": contract, "plugin": view.id})
 
 

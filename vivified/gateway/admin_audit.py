@@ -1,0 +1,35 @@
+"""One audit record per admin action, from any admin route."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+
+from vivified.gateway import auth
+from vivified.registry.audit import AuditEvent
+
+
+async def record_admin_action(
+    request: Request,
+    actor: str,
+    action: str,
+    target: str,
+    status: int,
+    *,
+    reason: str = "changed",
+    detail: dict[str, Any] | None = None,
+) -> None:
+    await auth.core_of(request).audit.record(
+        AuditEvent(
+            actor=actor,
+            lane="admin",
+            action=action,
+            target=target,
+            decision="allow",
+            reason=reason,
+            request_id=request.scope.get("state", {}).get("request_id", ""),
+            status=status,
+            detail=detail or {},
+        )
+    )
