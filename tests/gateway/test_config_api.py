@@ -178,3 +178,20 @@ def test_admin_tokens_are_listed_without_secret_and_revocable(
         assert r.status_code == 403
         assert c.delete(f"/admin/tokens/{listed[0]['id']}").status_code == 204
         assert ops.get("/admin/egress").status_code == 401
+
+
+def test_grants_need_the_grants_scope(c: httpx.Client, gw: CoreProcess) -> None:
+    token = scoped_token(c, "egress-only", ["egress:manage"])
+    with httpx.Client(
+        base_url=gw.url, trust_env=False, headers={"Authorization": f"Bearer {token}"}
+    ) as other:
+        r = other.post("/admin/grants", json={"caller": "fetcher", "target": "fetcher"})
+        assert (r.status_code, r.json()["reason"]) == (403, "missing_scope")
+    granted = scoped_token(c, "granter", ["grants:manage"])
+    r = httpx.post(
+        gw.url + "/admin/grants",
+        json={"caller": "fetcher", "target": "fetcher"},
+        headers={"Authorization": f"Bearer {granted}"},
+        trust_env=False,
+    )
+    assert r.status_code == 201, r.text

@@ -46,7 +46,7 @@ def _string_list(
 
 async def create_grant(request: Request) -> Response:
     core = auth.core_of(request)
-    principal = await auth.admin(request, "plugins:manage")
+    principal = await auth.admin(request, "grants:manage")
     body = json_object(await read_json(request, ADMIN_BODY_CAP))
     errors: list[dict[str, str]] = []
     for key in body:
@@ -87,7 +87,7 @@ async def create_grant(request: Request) -> Response:
 
 async def list_grants(request: Request) -> Response:
     core = auth.core_of(request)
-    await auth.admin(request, "plugins:manage")
+    await auth.admin(request, "grants:manage")
     q = request.query_params
     items = await grants.list_grants(
         core.sessions, caller=q.get("caller") or None, target=q.get("target") or None
@@ -97,7 +97,7 @@ async def list_grants(request: Request) -> Response:
 
 async def delete_grant(request: Request) -> Response:
     core = auth.core_of(request)
-    principal = await auth.admin(request, "plugins:manage")
+    principal = await auth.admin(request, "grants:manage")
     grant_id = request.path_params["grant_id"]
     if not await grants.delete_grant(core.sessions, grant_id):
         raise not_found("no such grant")
@@ -135,7 +135,7 @@ async def choose_contract(request: Request) -> Response:
 async def explain(request: Request) -> Response:
     """What the operator lane would do for caller → target, and why (same code path)."""
     core = auth.core_of(request)
-    await auth.admin(request, "plugins:manage")
+    await auth.admin(request, "grants:manage")
     q = request.query_params
     missing = [k for k in ("caller", "target", "path") if not q.get(k)]
     if missing:
