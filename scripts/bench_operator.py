@@ -26,6 +26,21 @@ from support.procs import CoreProcess, admin_headers, register, registration_tok
 
 DURATION = int(os.environ.get("BENCH_SECONDS", "10"))
 CONNECTIONS = 32
+NAIVE = """
+import os, aiohttp
+from starlette.applications import Starlette
+from starlette.responses import Response
+from starlette.routing import Route
+session = None
+async def proxy(request):
+    global session
+    if session is None:
+        session = aiohttp.ClientSession()
+    async with session.request(request.method, os.environ["UP"] + "/api/items/42") as r:
+        body = await r.read()
+        return Response(body, status_code=r.status, media_type=r.headers.get("content-type"))
+app = Starlette(routes=[Route("/{p:path}", proxy)])
+"""
 UPSTREAM = """
 async def app(scope, receive, send):
     if scope["type"] != "http":
@@ -78,7 +93,46 @@ def start_upstream(tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
         if time.monotonic() > deadline or proc.poll() is not None:
             sys.exit("upstream did not start")
         time.sleep(0.05)
-    return proc, f"http://127.0.0.1:{port_file.read_text()}"
+    url = f"http://127.0.0.1:{port_file.read_text()}"
+    _wait_http(url + "/api/items/42")
+    return proc, url
+
+
+def _wait_http(url: str, timeout: float = 20) -> None:
+    """The port file appears when the socket is bound; wait until it also answers."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(url, trust_env=False, timeout=2)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.05)
+    sys.exit(f"{url} did not answer")
+
+
+def start_naive(tmp: Path, upstream_url: str) -> tuple[subprocess.Popen[bytes], str]:
+    """The issue's reference point: a plain Starlette proxy with an aiohttp client."""
+    (tmp / "bench_naive.py").write_text(NAIVE)
+    port_file = tmp / "naive.port"
+    cmd = (
+        "import socket,uvicorn;"
+        "s=socket.socket();s.bind(('127.0.0.1',0));"
+        f"open({str(port_file)!r},'w').write(str(s.getsockname()[1]));"
+        "uvicorn.Server(uvicorn.Config('bench_naive:app',log_level='warning',"
+        "access_log=False,lifespan='off',http='httptools',loop='uvloop'))"
+        ".run(sockets=[s])"
+    )
+    proc = subprocess.Popen(
+        [*_pin(0), sys.executable, "-c", cmd], cwd=tmp, env={**os.environ, "UP": upstream_url}
+    )
+    deadline = time.monotonic() + 20
+    while not port_file.exists() or not port_file.read_text():
+        if time.monotonic() > deadline or proc.poll() is not None:
+            sys.exit("naive proxy did not start")
+        time.sleep(0.05)
+    url = f"http://127.0.0.1:{port_file.read_text()}"
+    _wait_http(url + "/x")
+    return proc, url
 
 
 def main() -> None:
@@ -101,6 +155,12 @@ def main() -> None:
                     == 200
                 )
             direct = wrk(f"{url}/api/items/42", {})
+            naive_proc, naive_url = start_naive(tmp, url)
+            try:
+                naive = wrk(f"{naive_url}/x", {})
+            finally:
+                naive_proc.terminate()
+                naive_proc.wait(10)
             via = wrk(f"{gw.url}/target/items/42", {"Authorization": f"Bearer {token}"})
             time.sleep(1.0)
             with httpx.Client(base_url=gw.url, trust_env=False, timeout=60) as c:
@@ -121,12 +181,19 @@ def main() -> None:
             upstream.wait(10)
     ratio = via["rps"] / direct["rps"]
     print(f"operator lane, {CONNECTIONS} connections, {DURATION}s each (wrk -t1)")
-    for label, r in (("direct upstream", direct), ("via gateway    ", via)):
+    for label, r in (
+        ("direct upstream", direct),
+        ("naive aiohttp  ", naive),
+        ("via gateway    ", via),
+    ):
         print(
             f"  {label}: {r['rps']:9.0f} req/s  p50 {r['p50']:.2f} ms  p99 {r['p99']:.2f} ms"
             f"  (non-2xx: {r['errors']:.0f})"
         )
-    print(f"  ratio gateway/direct: {ratio:.3f}")
+    print(
+        f"  ratio gateway/direct: {ratio:.3f}; gateway/naive proxy: "
+        f"{via['rps'] / naive['rps']:.3f} (target >= 1: at least the naive proxy)"
+    )
     added50, added99 = via["p50"] - direct["p50"], via["p99"] - direct["p99"]
     print(f"  added latency: p50 {added50:.2f} ms, p99 {added99:.2f} ms (target p99 <= 5 ms)")
     # wrk counts only completed requests; the one warm-up call is in the trail too

@@ -209,7 +209,9 @@ class AuditWriter:
                 raise RuntimeError("the audit chain head row is missing (run migrations)")
             last_id, last_hash = head.last_id, head.last_hash
             rows: list[dict[str, Any]] = []
-            for event in batch:
+            for n, event in enumerate(batch, 1):
+                if n % 64 == 0:
+                    await asyncio.sleep(0)  # let requests run: no 20 ms stall on big batches
                 last_id += 1
                 values: dict[str, Any] = {
                     "id": last_id,
