@@ -227,3 +227,27 @@ def test_an_unhealthy_target_is_refused_on_the_operator_lane(
             wait_for(lambda: c.get("/sick/items/1", headers=auth).status_code == 200)
     finally:
         gw.stop()
+
+
+def test_tcp_health_checks_follow_the_listener(tmp_path: Path) -> None:
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    port = listener.getsockname()[1]
+    gw = CoreProcess("gateway", tmp_path, FAST).start()
+    try:
+        with httpx.Client(base_url=gw.url, trust_env=False) as c:
+            m = simple(
+                "tcpcheck",
+                base_url=f"http://127.0.0.1:{port}",
+                health_check={"type": "tcp", "port": port},
+            )
+            assert register(c, m, registration_token(c)).status_code == 201
+            wait_for(lambda: health(c, "tcpcheck")["state"] == "healthy")
+            listener.close()
+            wait_for(lambda: health(c, "tcpcheck")["state"] == "unhealthy")
+    finally:
+        listener.close()
+        gw.stop()
