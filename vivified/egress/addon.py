@@ -80,6 +80,18 @@ class Tunnel:
     outcome: Outcome | None = None
 
 
+SMALL_BODY = 256 * 1024  # declared bodies up to this size are buffered, larger ones streamed
+
+
+def needs_streaming(headers: Any) -> bool:
+    """Stream (count without buffering) bodies that are chunked or declared large; small
+    declared bodies go through mitmproxy's buffered path, which is cheaper per request."""
+    if "transfer-encoding" in headers:
+        return True
+    length = headers.get("content-length")
+    return length is not None and (not length.isdigit() or int(length) > SMALL_BODY)
+
+
 class EgressAddon:
     """Thin adapter between mitmproxy hooks and `vivified.policy.egress`."""
 
@@ -385,7 +397,8 @@ class EgressAddon:
         req.data.host = target.address
         self._pin(flow.client_conn, target.address, target.port)
         flow.metadata["vivified.target"] = target
-        req.stream = CountingStream()
+        if needs_streaming(req.headers):
+            req.stream = CountingStream()
 
     def _inner_request(self, flow: http.HTTPFlow, tunnel: Tunnel, o: Outcome) -> None:
         t = tunnel.target
@@ -408,7 +421,8 @@ class EgressAddon:
             return self._deny(flow, o, decision.reason, decision.detail)
         o.decision, o.reason = audit_decision(decision), audit_reason(decision)
         flow.metadata["vivified.target"] = t
-        flow.request.stream = CountingStream()
+        if needs_streaming(flow.request.headers):
+            flow.request.stream = CountingStream()
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         target: Target | None = flow.metadata.get("vivified.target")
@@ -440,6 +454,8 @@ class EgressAddon:
                 "response_too_large",
                 f"response of {length} bytes exceeds {rule.max_body_bytes}",
             )
+        if length is not None and length <= SMALL_BODY:
+            return  # small and declared (already checked against the cap): buffered whole
         resp.stream = LimitedStream(rule.max_body_bytes, lambda: self._cut(flow))
 
     def _replace(self, flow: http.HTTPFlow, reason: str, detail: str) -> None:
