@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -303,3 +304,76 @@ def test_two_replicas_deliver_each_event_once(lane: Lane, tmp_path: Path) -> Non
         assert all(lane.hook.ids().count(e) == 1 for e in ids)
     finally:
         other.stop()
+
+
+def machine_nats() -> str | None:
+    import socket
+
+    try:
+        with socket.create_connection(("127.0.0.1", 4222), timeout=1):
+            return "nats://127.0.0.1:4222"
+    except OSError:
+        return None
+
+
+def test_cluster_style_on_the_machine_nats(tmp_path: Path) -> None:
+    """Two replicas on the machine's shared NATS (unique stream and subject names per run)."""
+    url = machine_nats()
+    if url is None:
+        pytest.skip("no NATS on 127.0.0.1:4222")
+    run = uuid.uuid4().hex[:10]
+    env = {
+        **FAST,
+        "VIVIFIED_NATS_URL": url,
+        "VIVIFIED_DATABASE_URL": f"sqlite:///{tmp_path}/registry.db",
+        "VIVIFIED_EVENTS_STREAM": f"VIVTEST_{run}",
+        "VIVIFIED_EVENTS_DLQ_STREAM": f"VIVTEST_DLQ_{run}",
+        "VIVIFIED_EVENTS_SUBJECT": f"vivtest{run}.events",
+    }
+    hook = Hook()
+    a = CoreProcess("gateway", tmp_path / "a", env).start()
+    b = CoreProcess("gateway", tmp_path / "b", env).start()
+    try:
+        with (
+            serve_in_thread(hook.app()) as hook_url,
+            httpx.Client(base_url=a.url, trust_env=False, timeout=30) as c,
+        ):
+            pub = seed(id="hr-app", contracts=["HrPlugin"], events={"publishes": ["FileStored"]})
+            token = register(c, pub, registration_token(c)).json()["token"]
+            assert c.post("/plugins/hr-app/enable", headers=admin_headers()).status_code == 200
+            sub = simple(
+                "files",
+                base_url=hook_url,
+                endpoints={"events": "/events"},
+                events={"subscribes": ["FileStored"]},
+            )
+            assert register(c, sub, registration_token(c)).status_code == 201
+            wait_for(lambda: consumers_ready(a, "files") and consumers_ready(b, "files"))
+            ids = []
+            for i in range(20):
+                r = c.post(
+                    "/events",
+                    json={"type": "FileStored", "data": {"file_id": f"f{i}", "size": i}},
+                    headers={"Authorization": f"Bearer {token}"},
+                )
+                assert r.status_code == 202, r.text
+                ids.append(r.json()["id"])
+            wait_for(lambda: all(e in hook.ids() for e in ids), bound=30)
+            time.sleep(1.0)
+            assert [e for e in hook.ids() if e in ids] == ids  # once each, in order
+    finally:
+        a.stop()
+        b.stop()
+        import asyncio
+
+        import nats
+
+        async def cleanup() -> None:
+            nc = await nats.connect(url)
+            js = nc.jetstream()
+            for name in (f"VIVTEST_{run}", f"VIVTEST_DLQ_{run}"):
+                with contextlib.suppress(Exception):
+                    await js.delete_stream(name)
+            await nc.close()
+
+        asyncio.run(cleanup())

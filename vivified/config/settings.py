@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -40,6 +41,7 @@ class Settings:
     upstream_connections: int = 512  # operator-lane client pool (all targets together)
     circuit_threshold: int = 5  # consecutive upstream failures that open a target's circuit
     circuit_cooldown: float = 10.0  # seconds before a probe request is let through
+    events_subject: str = "vivified.events"  # subject prefix (dead letters: <parent>.deadletter)
     events_stream: str = "VIVIFIED_EVENTS"  # JetStream stream names (unique per deployment)
     events_dlq_stream: str = "VIVIFIED_DEADLETTERS"
     events_replicas: int = 1  # stream replicas on a NATS cluster
@@ -148,6 +150,8 @@ def load_settings(
 
 
 def _check(s: Settings) -> None:
+    if not re.fullmatch(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)+", s.events_subject):
+        raise SettingsError("VIVIFIED_EVENTS_SUBJECT must be dotted tokens, e.g. vivified.events")
     if s.registration not in {"token", "open"}:
         raise SettingsError("VIVIFIED_REGISTRATION must be 'token' or 'open'")
     for name in ("gateway_port", "egress_port"):

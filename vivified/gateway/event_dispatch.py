@@ -23,7 +23,7 @@ import nats.errors
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from vivified.config.settings import Settings
-from vivified.gateway.event_stream import EVENT_SUBJECT, EventStream
+from vivified.gateway.event_stream import EventStream
 from vivified.policy.events import decide_delivery
 from vivified.registry.audit import AuditEvent, AuditWriter
 from vivified.registry.event_types import event_type
@@ -100,7 +100,7 @@ class Dispatcher:
             try:
                 js = await self._stream.js()
                 psub = await js.pull_subscribe(
-                    f"{EVENT_SUBJECT}.>",
+                    f"{self._stream.subject}.>",
                     durable=f"sub-{pid}",
                     stream=self._stream.events,
                     config=ConsumerConfig(

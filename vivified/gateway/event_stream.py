@@ -18,8 +18,6 @@ from nats.js.api import RetentionPolicy, StorageType, StreamConfig
 from vivified.config.bus import Bus
 from vivified.config.settings import Settings
 
-EVENT_SUBJECT = "vivified.events"
-DLQ_SUBJECT = "vivified.deadletter"
 DUPLICATE_WINDOW = 600.0  # seconds: a re-published id inside it is stored once
 
 
@@ -52,6 +50,15 @@ class EventStream:
         self._js: JetStreamContext | None = None
 
     @property
+    def subject(self) -> str:
+        """Events live on `<prefix>.<Type>` (default `vivified.events.<Type>`)."""
+        return self._settings.events_subject
+
+    @property
+    def dlq_subject(self) -> str:
+        return self._settings.events_subject.rsplit(".", 1)[0] + ".deadletter"
+
+    @property
     def events(self) -> str:
         return self._settings.events_stream
 
@@ -73,8 +80,8 @@ class EventStream:
     async def _ensure(self, js: JetStreamContext) -> None:
         s = self._settings
         for name, subjects, age in (
-            (s.events_stream, [f"{EVENT_SUBJECT}.>"], s.events_max_age),
-            (s.events_dlq_stream, [f"{DLQ_SUBJECT}.>"], 30 * 24 * 3600.0),
+            (s.events_stream, [f"{self.subject}.>"], s.events_max_age),
+            (s.events_dlq_stream, [f"{self.dlq_subject}.>"], 30 * 24 * 3600.0),
         ):
             config = StreamConfig(
                 name=name,
@@ -95,7 +102,7 @@ class EventStream:
         try:
             js = await self.js()
             ack = await js.publish(
-                f"{EVENT_SUBJECT}.{event['type']}",
+                f"{self.subject}.{event['type']}",
                 json.dumps(event, separators=(",", ":")).encode(),
                 timeout=2,
                 stream=self.events,
@@ -113,7 +120,7 @@ class EventStream:
     ) -> None:
         js = await self.js()
         await js.publish(
-            f"{DLQ_SUBJECT}.{subscriber}.{event_type}",
+            f"{self.dlq_subject}.{subscriber}.{event_type}",
             event,
             timeout=5,
             stream=self.deadletters,
