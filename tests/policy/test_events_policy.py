@@ -76,3 +76,28 @@ def test_unsubscribed_types_are_not_delivered() -> None:
         status="active", subscribed=["A"], traits=[], event_type="B", classification="internal"
     )
     assert (d.allowed, d.reason) == (False, "not_subscribed")
+
+
+@pytest.mark.parametrize(
+    ("health", "classification", "allowed"),
+    [
+        pytest.param("unhealthy", "pii", False, id="unhealthy-pii"),
+        pytest.param("unhealthy", "phi", False, id="unhealthy-phi"),
+        pytest.param("unhealthy", "internal", True, id="unhealthy-internal-ok"),
+        pytest.param("degraded", "pii", True, id="degraded-pii-ok"),
+    ],
+)
+def test_unhealthy_publishers_cannot_emit_sensitive_events(
+    health: str, classification: str, allowed: bool
+) -> None:
+    d = decide_publish(
+        status="active",
+        declared=["E"],
+        event_type="E",
+        known=True,
+        health=health,
+        classification=classification,
+    )
+    assert d.allowed is allowed
+    if not allowed:
+        assert d.reason == "publisher_unhealthy"

@@ -61,11 +61,14 @@ async def publish(request: Request) -> Response:
     view = core.snapshot.current.plugins.get(claims.plugin_id)
     events = (view.manifest.get("events") or {}) if view else {}
     declared = events.get("publishes", []) if isinstance(events, dict) else []
+    known = event_type(kind)
     decision = decide_publish(
         status=view.status if view else "unknown",
         declared=declared,
         event_type=kind,
-        known=event_type(kind) is not None,
+        known=known is not None,
+        health=view.health if view else "unknown",
+        classification=known.classification if known else "internal",
     )
 
     async def record(decision_: str, reason: str, status: int, eid: str = "") -> None:

@@ -10,7 +10,9 @@ STATUS = {
     "unknown_event_type": 422,
     "publisher_not_active": 403,
     "not_declared": 403,
+    "publisher_unhealthy": 403,
 }
+SENSITIVE = frozenset({"pii", "phi", "confidential"})
 
 
 def _covers(traits: Collection[str], classification: str) -> bool:
@@ -25,9 +27,16 @@ def _covers(traits: Collection[str], classification: str) -> bool:
 
 
 def decide_publish(
-    *, status: str, declared: Collection[str], event_type: str, known: bool
+    *,
+    status: str,
+    declared: Collection[str],
+    event_type: str,
+    known: bool,
+    health: str = "unknown",
+    classification: str = "internal",
 ) -> Decision:
-    """May an authenticated plugin publish `event_type`?"""
+    """May an authenticated plugin publish `event_type`? Unhealthy publishers may not emit
+    sensitive events."""
     if not known:
         return Decision.deny("unknown_event_type", f"{event_type!r} is not a canonical type")
     if status != "active":
@@ -35,6 +44,10 @@ def decide_publish(
     if event_type not in declared:
         return Decision.deny(
             "not_declared", f"declare {event_type!r} in events.publishes and re-register"
+        )
+    if health == "unhealthy" and classification in SENSITIVE:
+        return Decision.deny(
+            "publisher_unhealthy", f"an unhealthy plugin may not publish {classification} events"
         )
     return Decision.allow("declared")
 
