@@ -42,13 +42,15 @@ class RequestContext:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            log.info(
-                "request",
-                extra={
-                    "request_id": rid,
-                    "method": scope.get("method", ""),
-                    "path": scope.get("path", ""),  # never the query string: it may hold secrets
-                    "status": status,
-                    "latency_ms": round((time.perf_counter() - started) * 1000, 3),
-                },
-            )
+            if log.isEnabledFor(logging.INFO):  # skip building the record when not logged
+                log.info(
+                    "request",
+                    extra={
+                        "request_id": rid,
+                        "method": scope.get("method", ""),
+                        # the path, never the query string: it may hold secrets
+                        "path": scope.get("path", ""),
+                        "status": status,
+                        "latency_ms": round((time.perf_counter() - started) * 1000, 3),
+                    },
+                )
