@@ -8,7 +8,7 @@ from vivified.gateway.core import Core
 from vivified.gateway.problems import Problem, forbidden, unauthorized
 from vivified.registry.admins import AdminPrincipal, authenticate_admin
 from vivified.registry.bearer import extract_bearer
-from vivified.registry.registrar import looks_like_jwt
+from vivified.registry.plugin_record import looks_like_jwt
 from vivified.registry.tokens import PluginClaims, TokenError
 
 

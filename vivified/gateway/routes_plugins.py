@@ -12,7 +12,8 @@ from vivified.gateway.bodies import read_json
 from vivified.gateway.problems import Problem, not_found
 from vivified.registry.manifest_schema import manifest_json_schema
 from vivified.registry.models import Plugin
-from vivified.registry.registrar import RegistryError, plugin_record
+from vivified.registry.plugin_record import plugin_record
+from vivified.registry.registrar import RegistryError
 
 
 def request_id(request: Request) -> str:

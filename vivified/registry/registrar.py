@@ -18,6 +18,7 @@ from vivified.registry.audit import AuditEvent, AuditWriter
 from vivified.registry.manifest import validate_manifest
 from vivified.registry.manifest_diff import diff_manifests, needs_approval, risk_rating
 from vivified.registry.models import ContractChoice, Grant, Plugin
+from vivified.registry.plugin_record import approved_manifest, looks_like_jwt, plugin_record
 from vivified.registry.snapshot import SnapshotHolder
 from vivified.registry.tokens import TokenError, TokenService
 
@@ -55,41 +56,6 @@ class Outcome:
 
     created: bool
     body: dict[str, Any] = field(default_factory=dict)
-
-
-def looks_like_jwt(token: str) -> bool:
-    return token.count(".") == 2 and token.startswith("eyJ")
-
-
-def approved_manifest(row: Plugin) -> Mapping[str, Any] | None:
-    """The manifest an admin (or auto-approval) last accepted, if any."""
-    if row.pending:
-        approved = row.pending.get("approved")
-        return approved if isinstance(approved, Mapping) else None
-    return row.manifest if row.status in {"active", "disabled"} else None
-
-
-def plugin_record(row: Plugin) -> dict[str, Any]:
-    """The public view of a plugin (never a token)."""
-    risk = risk_rating(row.manifest)
-    return {
-        "id": row.id,
-        "name": row.name,
-        "version": row.version,
-        "status": row.status,
-        "base_url": row.base_url_override or row.base_url,
-        "health": {
-            "state": row.health_state,
-            "last_check": row.health_checked_at,
-            "consecutive_failures": row.health_failures,
-        },
-        "risk": {"level": risk.level, "score": risk.score, "factors": list(risk.factors)},
-        "pending": row.pending,
-        "egress": {"domains": list(row.egress_domains), "mode": row.egress_mode},
-        "manifest": row.manifest,
-        "created_at": row.created_at,
-        "updated_at": row.updated_at,
-    }
 
 
 class Registrar:
