@@ -6,8 +6,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from mitmproxy import connection, http
 from mitmproxy.net.tls import starts_like_tls_record
@@ -22,6 +21,16 @@ from vivified.egress.filters import (
     declared_length,
     strip_headers,
 )
+from vivified.egress.flow_state import (
+    SMALL_BODY,
+    AuditSink,
+    SnapshotSource,
+    Target,
+    Tunnel,
+    needs_streaming,
+    same_authority,
+    same_name,
+)
 from vivified.egress.records import Outcome, build_event
 from vivified.egress.resolve import ResolveError, Resolver
 from vivified.egress.responses import error_body, error_headers, error_response, status_for
@@ -33,63 +42,13 @@ from vivified.policy.egress import (
     decide_addresses,
     decide_egress,
 )
-from vivified.policy.hosts import HostError, parse_host
-from vivified.registry.audit import AuditEvent
+from vivified.policy.hosts import parse_host
 
 log = logging.getLogger(__name__)
 OUTCOME = "vivified.outcome"
 AUDITED = "vivified.audited"
 DENIED = "vivified.denied"
 HOP_HEADERS = ("proxy-authorization", "proxy-connection")
-
-
-class SnapshotSource(Protocol):
-    @property
-    def current(self) -> Any: ...
-
-
-class AuditSink(Protocol):
-    def record_nowait(self, event: AuditEvent) -> bool: ...
-
-    async def record(self, event: AuditEvent) -> None: ...
-
-
-@dataclass
-class Target:
-    """An authorised destination: the normalised name and the one address it may reach."""
-
-    plugin_id: str
-    host: str
-    port: int
-    address: str
-    decision: Decision
-    mode: str
-    passthrough: bool
-
-
-@dataclass
-class Tunnel:
-    """State of one authorised CONNECT, keyed by the client connection."""
-
-    target: Target
-    started: float
-    request_id: str
-    layer_decided: bool = False
-    expired: bool = False
-    timer: asyncio.TimerHandle | None = None
-    outcome: Outcome | None = None
-
-
-SMALL_BODY = 256 * 1024  # declared bodies up to this size are buffered, larger ones streamed
-
-
-def needs_streaming(headers: Any) -> bool:
-    """Stream (count without buffering) bodies that are chunked or declared large; small
-    declared bodies go through mitmproxy's buffered path, which is cheaper per request."""
-    if "transfer-encoding" in headers:
-        return True
-    length = headers.get("content-length")
-    return length is not None and (not length.isdigit() or int(length) > SMALL_BODY)
 
 
 class EgressAddon:
@@ -313,7 +272,7 @@ class EgressAddon:
             nextlayer.layer = None  # wait for the whole ClientHello
             return
         tunnel.layer_decided = True
-        if _same_name(hello.sni, tunnel.target.host):
+        if same_name(hello.sni, tunnel.target.host):
             # Undo what the default TLS layer choice marked; this tunnel carries opaque bytes.
             nextlayer.context.client.tls = False
             nextlayer.context.server.tls = False
@@ -382,7 +341,7 @@ class EgressAddon:
         if req.scheme != "http":
             return self._deny(flow, o, "bad_request", "use CONNECT for https")
         header = req.headers.get("host")
-        if header is not None and not _same_authority(header, req.host, req.port, 80):
+        if header is not None and not same_authority(header, req.host, req.port, 80):
             return self._deny(
                 flow, o, "authority_mismatch", "the Host header disagrees with the request URL"
             )
@@ -404,7 +363,7 @@ class EgressAddon:
         t = tunnel.target
         o.actor, o.host, o.port, o.address, o.mode = t.plugin_id, t.host, t.port, t.address, t.mode
         client = flow.client_conn
-        if client.tls and not _same_name(client.sni, t.host):
+        if client.tls and not same_name(client.sni, t.host):
             return self._deny(
                 flow,
                 o,
@@ -412,7 +371,7 @@ class EgressAddon:
                 f"TLS SNI {client.sni!r} differs from the CONNECT host {t.host}",
             )
         header = flow.request.host_header
-        if header is None or not _same_authority(header, t.host, t.port, 443 if client.tls else 80):
+        if header is None or not same_authority(header, t.host, t.port, 443 if client.tls else 80):
             return self._deny(
                 flow, o, "host_mismatch", f"Host {header!r} differs from the CONNECT host {t.host}"
             )
@@ -517,39 +476,3 @@ class EgressAddon:
             o.reason = "upstream_failed"
         o.extra["error"] = flow.error.msg if flow.error else ""
         self._finish(flow)
-
-
-def _same_name(value: str | None, host: str) -> bool:
-    if not value:
-        return False
-    try:
-        return bool(parse_host(value).value == host)
-    except HostError:
-        return False
-
-
-def _same_authority(authority: str, host: str, port: int, default_port: int) -> bool:
-    """Whether a Host header names exactly `host:port` (after normalisation)."""
-    value = authority.strip()
-    hostpart, got_port = value, default_port
-    if value.startswith("["):
-        end = value.find("]")
-        if end < 0:
-            return False
-        hostpart, rest = value[: end + 1], value[end + 1 :]
-        if rest:
-            if not rest.startswith(":") or not rest[1:].isdigit():
-                return False
-            got_port = int(rest[1:])
-    elif value.count(":") == 1:
-        hostpart, _, p = value.partition(":")
-        if not p.isdigit():
-            return False
-        got_port = int(p)
-    if got_port != port:
-        return False
-    try:
-        expected = parse_host(host).value
-        return bool(parse_host(hostpart).value == expected)
-    except HostError:
-        return False
