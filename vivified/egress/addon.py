@@ -18,11 +18,11 @@ from vivified.egress.filters import (
     CountingStream,
     LimitedStream,
     ReplacementStream,
-    declared_length,
-    strip_headers,
 )
 from vivified.egress.flow_state import (
-    SMALL_BODY,
+    AUDITED,
+    DENIED,
+    OUTCOME,
     AuditSink,
     SnapshotSource,
     Target,
@@ -33,7 +33,8 @@ from vivified.egress.flow_state import (
 )
 from vivified.egress.records import Outcome, build_event
 from vivified.egress.resolve import ResolveError, Resolver
-from vivified.egress.responses import error_body, error_headers, error_response, status_for
+from vivified.egress.response_filtering import ResponseFiltering
+from vivified.egress.responses import error_response, status_for
 from vivified.policy.decision import Decision
 from vivified.policy.egress import (
     EgressRequest,
@@ -45,13 +46,10 @@ from vivified.policy.egress import (
 from vivified.policy.hosts import parse_host
 
 log = logging.getLogger(__name__)
-OUTCOME = "vivified.outcome"
-AUDITED = "vivified.audited"
-DENIED = "vivified.denied"
 HOP_HEADERS = ("proxy-authorization", "proxy-connection")
 
 
-class EgressAddon:
+class EgressAddon(ResponseFiltering):
     """Thin adapter between mitmproxy hooks and `vivified.policy.egress`."""
 
     def __init__(
@@ -382,63 +380,6 @@ class EgressAddon:
         flow.metadata["vivified.target"] = t
         if needs_streaming(flow.request.headers):
             flow.request.stream = CountingStream()
-
-    def responseheaders(self, flow: http.HTTPFlow) -> None:
-        target: Target | None = flow.metadata.get("vivified.target")
-        resp = flow.response
-        if flow.metadata.get(DENIED) or target is None or resp is None:
-            return
-        view = self._snapshots.current.plugins.get(target.plugin_id)
-        phi = view is not None and ("phi" in view.classification or "handles_phi" in view.traits)
-        rule = self._snapshots.current.egress.filters.effective(
-            target.plugin_id, target.host, phi=phi
-        )
-        removed = strip_headers(resp.headers, rule)
-        if removed:
-            flow.metadata[OUTCOME].extra["stripped"] = removed
-        if not rule.allows_content_type(resp.headers.get("content-type")):
-            return self._replace(
-                flow,
-                "content_type_not_allowed",
-                f"content type {resp.headers.get('content-type')!r} refused",
-            )
-        length = declared_length(resp.headers)
-        if (
-            rule.max_body_bytes is not None
-            and length is not None
-            and (length > rule.max_body_bytes)
-        ):
-            return self._replace(
-                flow,
-                "response_too_large",
-                f"response of {length} bytes exceeds {rule.max_body_bytes}",
-            )
-        if length is not None and length <= SMALL_BODY:
-            return  # small and declared (already checked against the cap): buffered whole
-        resp.stream = LimitedStream(rule.max_body_bytes, lambda: self._cut(flow))
-
-    def _replace(self, flow: http.HTTPFlow, reason: str, detail: str) -> None:
-        """Answer with a refusal instead of the upstream's response (its body is discarded)."""
-        assert flow.response is not None
-        status = status_for(reason)
-        body = error_body(status, reason, detail)
-        flow.response.status_code = status
-        flow.response.reason = ""
-        flow.response.headers.clear()
-        for key, value in error_headers(status, reason, len(body)).items():
-            flow.response.headers[key] = value
-        flow.response.stream = ReplacementStream(body)
-        o: Outcome = flow.metadata[OUTCOME]
-        o.decision, o.reason, o.status = "deny", reason, status
-        o.extra["detail"] = detail
-
-    def _cut(self, flow: http.HTTPFlow) -> None:
-        o: Outcome = flow.metadata[OUTCOME]
-        o.decision, o.reason = "deny", "response_too_large"
-        o.status = flow.response.status_code if flow.response else 0
-        self._finish(flow)
-        if self._close_client is not None:
-            self._close_client(flow.client_conn, True)
 
     def _finish(self, flow: http.HTTPFlow) -> None:
         o: Outcome | None = flow.metadata.get(OUTCOME)

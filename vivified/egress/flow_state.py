@@ -12,6 +12,9 @@ from vivified.policy.hosts import HostError, parse_host
 from vivified.registry.audit import AuditEvent
 
 __all__ = [
+    "AUDITED",
+    "DENIED",
+    "OUTCOME",
     "SMALL_BODY",
     "AuditSink",
     "SnapshotSource",
@@ -21,6 +24,12 @@ __all__ = [
     "same_authority",
     "same_name",
 ]
+
+
+# flow.metadata keys
+OUTCOME = "vivified.outcome"
+AUDITED = "vivified.audited"
+DENIED = "vivified.denied"
 
 
 class SnapshotSource(Protocol):
