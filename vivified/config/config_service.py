@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from vivified.policy.domains import check_domain_entry
 from vivified.policy.egress_settings import validate_egress_document
 from vivified.registry import config_store as store
-from vivified.registry.audit import AuditEvent, AuditWriter
+from vivified.registry.audit import AuditWriter
 from vivified.registry.snapshot import SnapshotHolder
 
 MODES = ("enforce", "report")
@@ -221,17 +221,15 @@ class ConfigService:
         started: float,
         detail: dict[str, Any] | None = None,
     ) -> None:
-        await self._audit.record(
-            AuditEvent(
-                actor=actor,
-                lane="admin",
-                action=action,
-                target=target,
-                decision=decision,
-                reason=reason,
-                request_id=request_id,
-                status=status,
-                latency_ms=(time.perf_counter() - started) * 1000,
-                detail=detail or {},
-            )
+        await self._audit.record_timed(
+            lane="admin",
+            action=action,
+            actor=actor,
+            target=target,
+            decision=decision,
+            reason=reason,
+            request_id=request_id,
+            status=status,
+            started=started,
+            detail=detail,
         )

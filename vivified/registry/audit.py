@@ -70,6 +70,11 @@ class AuditEvent:
     time: float | None = None
 
 
+def since(started: float) -> float:
+    """Milliseconds elapsed since a `time.perf_counter()` reading (an event's latency)."""
+    return (time.perf_counter() - started) * 1000
+
+
 class AuditWriter:
     def __init__(
         self,
@@ -107,6 +112,36 @@ class AuditWriter:
         except asyncio.QueueFull:
             return False
         return True
+
+    async def record_timed(
+        self,
+        *,
+        lane: str,
+        action: str,
+        actor: str,
+        target: str,
+        decision: str,
+        reason: str,
+        request_id: str,
+        status: int,
+        started: float,
+        detail: dict[str, Any] | None = None,
+    ) -> None:
+        """`record` an event whose latency runs from `started` (a perf_counter reading)."""
+        await self.record(
+            AuditEvent(
+                actor=actor,
+                lane=lane,
+                action=action,
+                target=target,
+                decision=decision,
+                reason=reason,
+                request_id=request_id,
+                status=status,
+                latency_ms=since(started),
+                detail=dict(detail or {}),
+            )
+        )
 
     def set_on_commit(self, on_commit: OnCommit | None) -> None:
         """Called with every committed batch (e.g. to mirror records to NATS)."""

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import col
 
 from vivified.registry import registration_tokens
-from vivified.registry.audit import AuditEvent, AuditWriter
+from vivified.registry.audit import AuditWriter
 from vivified.registry.manifest import validate_manifest
 from vivified.registry.manifest_diff import diff_manifests, needs_approval, risk_rating
 from vivified.registry.models import ContractChoice, Grant, Plugin
@@ -394,17 +394,15 @@ class Registrar:
         started: float,
         detail: Mapping[str, Any] | None = None,
     ) -> None:
-        await self._audit.record(
-            AuditEvent(
-                actor=actor,
-                lane="registry",
-                action=action,
-                target=target,
-                decision=decision,
-                reason=reason,
-                request_id=request_id,
-                status=status,
-                latency_ms=(time.perf_counter() - started) * 1000,
-                detail=dict(detail or {}),
-            )
+        await self._audit.record_timed(
+            lane="registry",
+            action=action,
+            actor=actor,
+            target=target,
+            decision=decision,
+            reason=reason,
+            request_id=request_id,
+            status=status,
+            started=started,
+            detail=dict(detail or {}),
         )
