@@ -7,6 +7,7 @@ from typing import Any
 from starlette.requests import Request
 
 from vivified.gateway import auth
+from vivified.gateway.middleware import request_id
 from vivified.registry.audit import AuditEvent
 
 
@@ -28,7 +29,7 @@ async def record_admin_action(
             target=target,
             decision="allow",
             reason=reason,
-            request_id=request.scope.get("state", {}).get("request_id", ""),
+            request_id=request_id(request),
             status=status,
             detail=detail or {},
         )

@@ -6,11 +6,18 @@ import logging
 import time
 import uuid
 
+from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger("vivified.access")
 
 REQUEST_ID_HEADER = b"x-vivified-request-id"
+
+
+def request_id(request: Request) -> str:
+    """The id RequestContext gave this request (never the caller's)."""
+    rid: str = request.scope.get("state", {}).get("request_id", "")
+    return rid
 
 
 class RequestContext:

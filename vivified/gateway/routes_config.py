@@ -15,8 +15,8 @@ from starlette.routing import Route
 from vivified.config.config_service import ConfigError
 from vivified.gateway import auth
 from vivified.gateway.bodies import read_json
+from vivified.gateway.middleware import request_id
 from vivified.gateway.problems import Problem
-from vivified.gateway.routes_plugins import request_id
 from vivified.registry import config_store as store
 
 BODY_CAP = 1024 * 1024

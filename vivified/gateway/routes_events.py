@@ -13,8 +13,8 @@ from starlette.routing import Route
 from vivified.gateway import auth
 from vivified.gateway.bodies import json_object, read_json
 from vivified.gateway.event_stream import StreamUnavailable, cloud_event
+from vivified.gateway.middleware import request_id
 from vivified.gateway.problems import Problem
-from vivified.gateway.routes_plugins import request_id
 from vivified.policy.events import STATUS, decide_publish
 from vivified.registry.audit import AuditEvent
 from vivified.registry.event_types import catalogue_json, data_problems, event_type

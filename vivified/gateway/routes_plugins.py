@@ -9,16 +9,12 @@ from starlette.routing import Route
 
 from vivified.gateway import auth
 from vivified.gateway.bodies import read_json
+from vivified.gateway.middleware import request_id
 from vivified.gateway.problems import Problem, not_found
 from vivified.registry.manifest_schema import manifest_json_schema
 from vivified.registry.models import Plugin
 from vivified.registry.plugin_record import plugin_record
 from vivified.registry.registrar import RegistryError
-
-
-def request_id(request: Request) -> str:
-    rid: str = request.scope.get("state", {}).get("request_id", "")
-    return rid
 
 
 def _problem(exc: RegistryError) -> Problem:

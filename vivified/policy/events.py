@@ -15,7 +15,9 @@ STATUS = {
 SENSITIVE = frozenset({"pii", "phi", "confidential"})
 
 
-def _covers(traits: Collection[str], classification: str) -> bool:
+def can_receive(traits: Collection[str], classification: str) -> bool:
+    """Whether a plugin with `traits` may receive data of `classification` (default deny for
+    a classification this rule does not know)."""
     have = set(traits)
     if classification == "phi":
         return "handles_phi" in have
@@ -23,7 +25,7 @@ def _covers(traits: Collection[str], classification: str) -> bool:
         return bool(have & {"handles_pii", "handles_phi"})
     if classification == "confidential":
         return bool(have & {"handles_pii", "handles_phi", "audit_required"})
-    return True
+    return classification in {"public", "internal"}
 
 
 def decide_publish(
@@ -65,7 +67,7 @@ def decide_delivery(
         return Decision.deny("subscriber_not_active", f"the subscriber is {status}")
     if event_type not in subscribed:
         return Decision.deny("not_subscribed", f"the subscriber does not take {event_type}")
-    if not _covers(traits, classification):
+    if not can_receive(traits, classification):
         return Decision.deny(
             "classification_not_covered",
             f"{classification} events reach only plugins with the matching trait",

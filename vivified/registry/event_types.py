@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import copy
 import functools
-from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
 from jsonschema import Draft202012Validator
+
+# the trait rule lives in policy; the catalogue re-exports it for the manifest checks
+from vivified.policy.events import can_receive as can_receive
 
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
@@ -186,15 +188,3 @@ def data_problems(name: str, data: object) -> list[dict[str, str]]:
 def catalogue_json() -> dict[str, Any]:
     """The body of `GET /events/types`."""
     return {"types": [e.to_dict() for e in CATALOGUE]}
-
-
-def can_receive(traits: Collection[str], classification: str) -> bool:
-    """Whether a plugin with `traits` may receive data of `classification`."""
-    have = set(traits)
-    if classification == "phi":
-        return "handles_phi" in have
-    if classification == "pii":
-        return bool(have & {"handles_pii", "handles_phi"})
-    if classification == "confidential":
-        return bool(have & {"handles_pii", "handles_phi", "audit_required"})
-    return classification in {"public", "internal"}
