@@ -68,7 +68,7 @@ def test_up_runs_everything_and_stops_cleanly(tmp_path: Path) -> None:
         assert len(kids) == 3  # nats-server, gateway, egress
     finally:
         proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
-        rc = proc.wait(timeout=30)
+        rc = proc.wait(timeout=45)  # children get 10 s, NATS 5 s, then kill
         if proc.stdout is not None:
             proc.stdout.close()
     assert rc == 0

@@ -200,7 +200,7 @@ def up(settings: Settings, args: argparse.Namespace) -> int:
     finally:
         _stop_children([proc for _, proc, _ in children])
         if nats is not None:
-            nats.stop()
+            nats.stop(timeout=5)
 
 
 def _print_banner(
@@ -266,7 +266,7 @@ def _stop_children(procs: list[subprocess.Popen[Any]]) -> None:
     for proc in procs:
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + 15
+    deadline = time.monotonic() + 10  # then kill: Ctrl-C must always end the stack
     for proc in procs:
         try:
             proc.wait(timeout=max(0.1, deadline - time.monotonic()))

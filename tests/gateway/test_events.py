@@ -265,10 +265,14 @@ def test_dead_letter_after_max_attempts_then_replay(lane: Lane) -> None:
     assert r.status_code == 200, r.text
     assert eid in lane.hook.ids()
     assert dead() == []
-    audit = httpx.get(
-        lane.gw.url + "/admin/audit", params={"lane": "events", "target": "acct"}, **admin
-    ).json()["items"]  # type: ignore[arg-type]
-    assert {"retry", "dead_letter", "replay"} <= {a["action"] for a in audit}
+
+    def actions() -> set[str]:  # the trail is written in batches: wait for the replay's row
+        items = httpx.get(
+            lane.gw.url + "/admin/audit", params={"lane": "events", "target": "acct"}, **admin
+        ).json()["items"]  # type: ignore[arg-type]
+        return {a["action"] for a in items}
+
+    wait_for(lambda: {"retry", "dead_letter", "replay"} <= actions())
 
 
 def test_nats_stopped_is_503_and_publishing_resumes(lane: Lane) -> None:

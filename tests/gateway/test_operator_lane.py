@@ -49,7 +49,14 @@ class Upstream:
             "sha256": digest.hexdigest(),
         }
         self.seen.append(record)
-        return JSONResponse(record, headers={"Connection": "close, X-Secret", "X-Secret": "s"})
+        return JSONResponse(
+            record,
+            headers={
+                "Connection": "close, X-Secret",
+                "X-Secret": "s",
+                "X-Vivified-Request-Id": "forged-by-target",
+            },
+        )
 
     async def slow(self, _request: Request) -> Response:
         await asyncio.sleep(3)
@@ -170,7 +177,8 @@ def test_forwards_to_the_declared_endpoint_with_core_identity(lane: Lane) -> Non
     assert (seen["path"], seen["query"]) == ("/api/items/42", "q=1&page=2")
     headers = dict(seen["headers"])
     assert headers["x-vivified-caller"] == "alpha"
-    assert headers["x-vivified-request-id"] == r.headers["x-vivified-request-id"]
+    # one request id, core's: the target's own claim is dropped
+    assert r.headers.get_list("x-vivified-request-id") == [headers["x-vivified-request-id"]]
     assert headers["x-forwarded-for"] == "127.0.0.1"
     assert headers["x-forwarded-proto"] == "http"
     jwks = httpx.get(lane.gw.url + "/.well-known/jwks.json", trust_env=False).json()

@@ -97,4 +97,4 @@ def create_app(settings: Settings, core: Core | None = None) -> Gateway:
     core_segments = frozenset(
         r.path.split("/")[1] for r in routes if isinstance(r, Route) and not r.path.startswith("/{")
     )
-    return Gateway(app, RequestContext(lane), core_segments)
+    return Gateway(app, lane, core_segments)  # the lane sets its own request id

@@ -17,7 +17,8 @@ from vivified.gateway.event_dispatch import Dispatcher
 from vivified.gateway.event_stream import EventStream
 from vivified.gateway.health import HealthMonitor
 from vivified.gateway.operator_routes import RouteTables
-from vivified.gateway.upstream import new_client
+from vivified.gateway.upstream import new_client, new_pool
+from vivified.gateway.upstream_pool import UpstreamPool
 from vivified.policy.health import HealthPolicy
 from vivified.registry.admins import ensure_bootstrap_admin
 from vivified.registry.audit import AuditWriter
@@ -47,14 +48,22 @@ class Core:
     routes: RouteTables = field(default_factory=RouteTables)
     circuits: CircuitBreakers = field(default_factory=CircuitBreakers)
     _upstream: aiohttp.ClientSession | None = None
+    _pool: UpstreamPool | None = None
     bus: Bus | None = None
     config: ConfigService = field(init=False)
     events: EventStream = field(init=False)
     dispatcher: Dispatcher | None = None
 
     @property
+    def pool(self) -> UpstreamPool:
+        """The operator lane's HTTP client (made on first use)."""
+        if self._pool is None:
+            self._pool = new_pool(self.settings)
+        return self._pool
+
+    @property
     def upstream(self) -> aiohttp.ClientSession:
-        """The operator lane's pooled client (made on first use, inside the event loop)."""
+        """The operator lane's WebSocket client (made on first use, inside the event loop)."""
         if self._upstream is None:
             self._upstream = new_client(self.settings)
         return self._upstream
@@ -129,6 +138,8 @@ class Core:
             await self.bus.close()
         if self._upstream is not None:
             await self._upstream.close()
+        if self._pool is not None:
+            await self._pool.close()
         await self.audit.stop()
         await self.engine.dispose()
 

@@ -45,8 +45,10 @@ class LaneError(Exception):
         return json.dumps(doc, separators=(",", ":")).encode()
 
 
-async def send_problem(send: Send, exc: LaneError) -> None:
+async def send_problem(send: Send, exc: LaneError, request_id: str = "") -> None:
     body = exc.body()
     headers = [*exc.headers(), (b"content-length", str(len(body)).encode())]
+    if request_id:
+        headers.append((b"x-vivified-request-id", request_id.encode()))
     await send({"type": "http.response.start", "status": exc.status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
-import uuid
 
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-log = logging.getLogger("vivified.access")
+access_log = logging.getLogger("vivified.access")
 
 REQUEST_ID_HEADER = b"x-vivified-request-id"
 
@@ -30,7 +30,7 @@ class RequestContext:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        rid = uuid.uuid4().hex
+        rid = os.urandom(16).hex()
         scope.setdefault("state", {})["request_id"] = rid
         started = time.perf_counter()
         status = 0
@@ -49,15 +49,20 @@ class RequestContext:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            if log.isEnabledFor(logging.INFO):  # skip building the record when not logged
-                log.info(
-                    "request",
-                    extra={
-                        "request_id": rid,
-                        "method": scope.get("method", ""),
-                        # the path, never the query string: it may hold secrets
-                        "path": scope.get("path", ""),
-                        "status": status,
-                        "latency_ms": round((time.perf_counter() - started) * 1000, 3),
-                    },
-                )
+            if access_log.isEnabledFor(logging.INFO):  # skip building the record when not logged
+                log_access(scope, rid, status, started)
+
+
+def log_access(scope: Scope, rid: str, status: int, started: float) -> None:
+    """One access-log line: method, path (never the query string: it may hold secrets),
+    status and latency."""
+    access_log.info(
+        "request",
+        extra={
+            "request_id": rid,
+            "method": scope.get("method", ""),
+            "path": scope.get("path", ""),
+            "status": status,
+            "latency_ms": round((time.perf_counter() - started) * 1000, 3),
+        },
+    )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,6 +21,7 @@ from starlette.types import Receive, Scope, Send
 
 from vivified.gateway.core import Core
 from vivified.gateway.lane_errors import LaneError, send_problem
+from vivified.gateway.middleware import access_log, log_access
 from vivified.gateway.upstream import UpstreamAborted, forward
 from vivified.policy.operator import decide_call, status_for
 from vivified.policy.paths import check_raw_path, match_endpoint
@@ -154,31 +156,35 @@ async def admit(core: Core, call: Call, scope: Scope) -> tuple[PluginView, bytes
 
 
 class OperatorLane:
-    """The catch-all route's ASGI app; the `Core` comes from the app state per request."""
+    """The lane's ASGI app; the `Core` comes from the app state per request. It gives each
+    request its id and access-log line itself (no middleware layer: every coroutine layer
+    costs on every resume of the hot path)."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         core: Core = scope["app"].state.core
-        call = Call(scope["method"], scope.get("state", {}).get("request_id", ""))
+        state = scope.setdefault("state", {})
+        # Reached through Starlette's router (reserved paths) the middleware already set one.
+        rid = state.get("request_id") or os.urandom(16).hex()
+        state["request_id"] = rid
+        call = Call(scope["method"], rid)
         try:
-            await self._handle(core, call, scope, receive, send)
+            target, rest, path = await admit(core, call, scope)
+            await self._forward(core, call, scope, receive, send, target, rest, path)
         except LaneError as exc:
             call.reason, call.status = exc.reason, exc.status
-            await send_problem(send, exc)
+            await send_problem(send, exc, rid)
         except UpstreamAborted:
             pass  # the response had started: returning unfinished makes the server cut it
         except Exception:  # never a traceback to the caller
-            log.exception("operator lane failed", extra={"request_id": call.request_id})
+            log.exception("operator lane failed", extra={"request_id": rid})
             call.reason, call.status = "internal_error", 500
             with contextlib.suppress(Exception):
-                await send_problem(send, LaneError(500, "internal_error", "see the server log"))
+                error = LaneError(500, "internal_error", "see the server log")
+                await send_problem(send, error, rid)
         finally:
             await core.audit.record(call.event())  # waits when the queue is full; never drops
-
-    async def _handle(
-        self, core: Core, call: Call, scope: Scope, receive: Receive, send: Send
-    ) -> None:
-        target, rest, path = await admit(core, call, scope)
-        await self._forward(core, call, scope, receive, send, target, rest, path)
+            if access_log.isEnabledFor(logging.INFO):  # skip building the record when not logged
+                log_access(scope, rid, call.status, call.started)
 
     async def _forward(
         self,

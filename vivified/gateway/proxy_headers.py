@@ -30,6 +30,7 @@ CALLER_ONLY = frozenset(
 _SPOOFABLE_PREFIXES = (b"x-vivified-", b"x-forwarded-")
 
 Headers = list[tuple[bytes, bytes]]
+REQUEST_ID = b"x-vivified-request-id"
 
 
 def _connection_named(headers: Iterable[tuple[bytes, bytes]]) -> set[bytes]:
@@ -61,13 +62,18 @@ def request_headers(
     return out
 
 
-def response_headers(raw: Iterable[tuple[bytes, bytes]]) -> Headers:
-    """The target's response headers minus hop-by-hop ones (the server re-frames the body)."""
+def response_headers(raw: Iterable[tuple[bytes, bytes]], request_id: str) -> Headers:
+    """The target's response headers minus hop-by-hop ones (the server re-frames the body)
+    and any request id it claims; core's request id is added."""
     pairs = list(raw)
     named = _connection_named(pairs)
-    return [
-        (k.lower(), v) for k, v in pairs if k.lower() not in HOP_BY_HOP and k.lower() not in named
+    out = [
+        (low, v)
+        for low, v in ((k.lower(), v) for k, v in pairs)
+        if low not in HOP_BY_HOP and low not in named and low != REQUEST_ID
     ]
+    out.append((REQUEST_ID, request_id.encode()))
+    return out
 
 
 def header_value(raw: Iterable[tuple[bytes, bytes]], name: bytes) -> list[bytes]:

@@ -1,23 +1,29 @@
 """Sending an operator-lane request to its target and streaming the answer back.
 
-The client is aiohttp, chosen by measurement (see README, "Operator lane performance"): a
-default httpx.AsyncClient collapses under concurrency in httpcore's pool, aiohttp's
-connector does not. Bodies stream in both directions with flow control, never buffered.
+HTTP requests go through `upstream_pool` (a lean keep-alive HTTP/1.1 client, chosen by
+measurement: see README, "Operator lane performance"); WebSocket upgrades through an aiohttp
+session (`new_client`). Bodies stream in both directions with flow control, never buffered.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 import aiohttp
-from multidict import CIMultiDict
 from starlette.types import Receive, Scope, Send
-from yarl import URL
 
 from vivified.config.settings import Settings
 from vivified.gateway.lane_errors import LaneError
 from vivified.gateway.proxy_headers import header_value, request_headers, response_headers
+from vivified.gateway.upstream_pool import (
+    ConnectFailed,
+    UpstreamError,
+    UpstreamPool,
+    UpstreamTimeout,
+)
 from vivified.registry.snapshot import PluginView
 
 if TYPE_CHECKING:
@@ -36,8 +42,17 @@ class ClientGone(Exception):
     pass
 
 
+def new_pool(settings: Settings) -> UpstreamPool:
+    """The HTTP client of the lane: one pool per process, shared by all targets."""
+    return UpstreamPool(
+        limit=settings.upstream_connections,
+        connect_timeout=settings.upstream_timeout,
+        read_timeout=settings.upstream_timeout,
+    )
+
+
 def new_client(settings: Settings) -> aiohttp.ClientSession:
-    """One pooled client per process (connections reused across targets and requests)."""
+    """The WebSocket client: one pooled aiohttp session per process."""
     connector = aiohttp.TCPConnector(
         limit=settings.upstream_connections, limit_per_host=0, keepalive_timeout=30
     )
@@ -85,7 +100,7 @@ async def forward(
         raise LaneError(413, "body_too_large", f"the body is larger than {cap} bytes")
     body_error = ""
 
-    async def body() -> Any:
+    async def body() -> AsyncIterator[bytes]:
         nonlocal body_error
         try:
             while True:
@@ -105,60 +120,54 @@ async def forward(
         finally:
             body_done.set()
 
-    added = identity_headers(core, call, scope, target, path)
-    headers = CIMultiDict(
-        (k.decode("latin-1"), v.decode("latin-1"))
-        for k, v in request_headers(scope["headers"], added)
-    )
-    data: Any = None
+    head = _request_head(core, call, scope, target, rest, path, declared)
+    data: AsyncIterator[bytes] | None = None
     if declared is None or declared > 0:
         data = body()
-        if declared is not None:
-            headers["Content-Length"] = str(declared)
     else:
         body_done.set()
-    query = scope.get("query_string", b"")
-    url = target.base_url.rstrip("/") + "/api/" + rest.decode("ascii")
-    if query:
-        url += "?" + query.decode("latin-1")
+    pool = core.pool
     started = False
     try:
-        async with core.upstream.request(
-            call.method,
-            URL(url, encoded=True),
-            headers=headers,
-            data=data,
-            allow_redirects=False,
-        ) as resp:
-            call.status = resp.status
+        exchange = await pool.request(
+            pool.origin(target.base_url),
+            head,
+            data,
+            chunked=declared is None,
+            head_only=call.method == "HEAD",
+        )
+        try:
+            call.status = exchange.status
             await send(
                 {
                     "type": "http.response.start",
-                    "status": resp.status,
-                    "headers": response_headers(resp.raw_headers),
+                    "status": exchange.status,
+                    "headers": response_headers(exchange.headers, call.request_id),
                 }
             )
             started = True
-            length = resp.content_length
+            length = exchange.content_length
             if length is not None and length <= SMALL_BODY:  # one send, not a stream
-                small = await resp.read()
+                small = await exchange.read_all()
                 call.bytes_out = len(small)
                 await send({"type": "http.response.body", "body": small})
             else:
-                async for chunk in resp.content.iter_any():
+                while chunk := await exchange.read_chunk():
                     call.bytes_out += len(chunk)
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
                 await send({"type": "http.response.body", "body": b""})
+        finally:
+            pool.release(exchange)
         core.circuits.success(target.id)
-    except (BodyTooLarge, ClientGone, TimeoutError, aiohttp.ClientError) as exc:
+    except (BodyTooLarge, ClientGone, UpstreamError) as exc:
         if body_error == "body_too_large" and not started:
             raise LaneError(413, "body_too_large", f"the body is larger than {cap} bytes") from exc
         if body_error:
             call.status, call.reason = 499 if not started else call.status, body_error
             raise UpstreamAborted(body_error) from exc
-        if isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError):
+        if isinstance(exc, UpstreamTimeout):
             reason, status, what = "upstream_timeout", 504, "did not answer in time"
-        elif isinstance(exc, aiohttp.ClientConnectorError):
+        elif isinstance(exc, ConnectFailed):
             reason, status, what = "upstream_refused", 502, "refused the connection"
         else:
             reason, status, what = "upstream_failed", 502, "broke off the exchange"
@@ -167,6 +176,44 @@ async def forward(
             call.reason = reason
             raise UpstreamAborted(reason) from exc
         raise LaneError(status, reason, f"{target.id} {what}") from exc
+
+
+def _request_head(
+    core: Core,
+    call: Call,
+    scope: Scope,
+    target: PluginView,
+    rest: bytes,
+    path: str,
+    declared: int | None,
+) -> bytes:
+    """Request line and headers for the target: the caller's filtered headers, core's
+    identity headers, the target's Host and the body's framing."""
+    prefix = _base_path(target.base_url)
+    query = scope.get("query_string", b"")
+    line = b"%s %s/api/%s%s%s HTTP/1.1\r\n" % (
+        call.method.encode("ascii"),
+        prefix,
+        rest,
+        b"?" if query else b"",
+        query,
+    )
+    parts = [line, b"host: ", core.pool.origin(target.base_url).host_header, b"\r\n"]
+    for key, value in request_headers(
+        scope["headers"], identity_headers(core, call, scope, target, path)
+    ):
+        parts += (key, b": ", value, b"\r\n")
+    if declared is None:
+        parts.append(b"transfer-encoding: chunked\r\n")
+    elif declared > 0 or call.method in ("POST", "PUT", "PATCH"):
+        parts.append(b"content-length: %d\r\n" % declared)
+    parts.append(b"\r\n")
+    return b"".join(parts)
+
+
+def _base_path(base_url: str) -> bytes:
+    """The path part of a plugin's base URL, without its trailing slash."""
+    return urlsplit(base_url).path.rstrip("/").encode("ascii")
 
 
 class UpstreamAborted(Exception):

@@ -6,6 +6,7 @@ it), or a header that is not exactly `Bearer <token>` are refused before any loo
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from urllib.parse import parse_qsl
 
@@ -14,7 +15,7 @@ from vivified.registry.tokens import MAX_TOKEN_BYTES, TokenError
 QUERY_TOKEN_PARAMS = frozenset(
     {"token", "access_token", "id_token", "jwt", "auth", "authorization", "bearer", "api_key"}
 )
-_TOKEN_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~+/=")
+_TOKEN = re.compile(r"[A-Za-z0-9\-._~+/=]+")  # RFC 6750 b64token
 
 
 def extract_bearer(headers: Iterable[tuple[bytes, bytes]], query_string: bytes = b"") -> str:
@@ -39,7 +40,7 @@ def extract_bearer(headers: Iterable[tuple[bytes, bytes]], query_string: bytes =
     text = raw.decode("latin-1").strip()
     scheme, _, token = text.partition(" ")
     token = token.strip()
-    if scheme.lower() != "bearer" or not token or not set(token) <= _TOKEN_CHARS:
+    if scheme.lower() != "bearer" or not token or not _TOKEN.fullmatch(token):
         raise TokenError(
             "malformed_authorization", "the Authorization header must be 'Bearer <token>'"
         )

@@ -12,6 +12,7 @@ import base64
 import binascii
 import hashlib
 import json
+import os
 import time
 import uuid
 from collections import OrderedDict
@@ -188,7 +189,7 @@ class TokenService:
     ) -> IssuedToken:
         now_i = int(time.time())
         ttl = max(1, min(ttl, MAX_ASSERTION_TTL))
-        jti = uuid.uuid4().hex
+        jti = os.urandom(16).hex()  # uuid4 costs 4x as much, once per lane call
         claims = {
             "iss": self._issuer,
             "aud": target,

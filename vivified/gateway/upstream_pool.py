@@ -1,0 +1,448 @@
+"""The operator lane's HTTP/1.1 client: pooled keep-alive connections, llhttp parsing.
+
+Why not a general client: the lane forwards bytes it has already checked, so it needs a
+narrow subset — write a request head, stream a body, read a status, headers and a body with
+flow control, time out. Measured under load, aiohttp's client machinery (URL and multidict
+objects, request/response objects, a writer per request) was ~30 % of the gateway's CPU per
+call; this protocol does the same job with `httptools` (llhttp, which uvicorn already uses
+to parse the caller's side). WebSocket upgrades still go through aiohttp (`operator_ws`).
+
+Errors are three kinds, which the lane maps to status codes: `ConnectFailed` (502),
+`UpstreamTimeout` (504) and `UpstreamBroken` (502: the target cut or garbled the exchange).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+import time
+from collections import deque
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import cast
+from urllib.parse import urlsplit
+
+import httptools
+
+HIGH_WATER = 256 * 1024  # buffered response bytes that pause reading from the target
+LOW_WATER = 64 * 1024
+
+
+class UpstreamError(Exception):
+    """The target could not be reached or broke off the exchange."""
+
+
+class ConnectFailed(UpstreamError):
+    pass
+
+
+class UpstreamTimeout(UpstreamError):
+    pass
+
+
+class UpstreamBroken(UpstreamError):
+    pass
+
+
+@dataclass(frozen=True)
+class Origin:
+    scheme: str
+    host: str
+    port: int
+
+    @classmethod
+    def parse(cls, base_url: str) -> Origin:
+        parts = urlsplit(base_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"not an http(s) base URL: {base_url!r}")
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        return cls(parts.scheme, parts.hostname, port)
+
+    @property
+    def host_header(self) -> bytes:
+        default = 443 if self.scheme == "https" else 80
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return (host if self.port == default else f"{host}:{self.port}").encode("idna")
+
+
+class Exchange(asyncio.Protocol):
+    """One connection to a target; carries one request/response exchange at a time."""
+
+    def __init__(self, pool: UpstreamPool, origin: Origin) -> None:
+        self.pool = pool
+        self.origin = origin
+        self.loop = asyncio.get_running_loop()
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpResponseParser(self)
+        self.closed = False
+        self.counted = False  # holds one of the pool's slots until connection_lost
+        self.idle_since = 0.0
+        self._can_write = True
+        self._drain: asyncio.Future[None] | None = None
+        self.reset(head_only=False)
+
+    def reset(self, *, head_only: bool) -> None:
+        self.head_only = head_only
+        self.status = 0
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.content_length: int | None = None
+        self.headers_done = False
+        self.complete = False
+        self.keep_alive = False
+        self.got_bytes = False
+        self.error: BaseException | None = None
+        self._body: deque[bytes] = deque()
+        self._buffered = 0
+        self._paused = False
+        self._interim = False
+        self._waiter: asyncio.Future[None] | None = None
+        self.sender: asyncio.Task[None] | None = None
+
+    # -- asyncio.Protocol ----------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+        self.counted = True
+
+    def data_received(self, data: bytes) -> None:
+        self.got_bytes = True
+        if self.complete:  # bytes after a complete response: the connection is unusable
+            self.close()
+            return
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self._fail(UpstreamBroken(f"unparseable response: {exc}"))
+            self.close()
+
+    def eof_received(self) -> bool | None:
+        return None  # close the transport; connection_lost settles the exchange
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if self.counted:
+            self.counted = False
+            self.pool.forget(self)
+        if not self.complete:
+            if self.headers_done and self._reads_until_eof():
+                self.on_message_complete()
+            else:
+                self._fail(UpstreamBroken("the target closed the connection"))
+        if self._drain is not None and not self._drain.done():
+            self._drain.set_exception(UpstreamBroken("the target closed the connection"))
+
+    def pause_writing(self) -> None:
+        self._can_write = False
+
+    def resume_writing(self) -> None:
+        self._can_write = True
+        if self._drain is not None and not self._drain.done():
+            self._drain.set_result(None)
+
+    # -- llhttp callbacks -------------------------------------------------------------------
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        status = self.parser.get_status_code()
+        if 100 <= status < 200:  # interim (100 Continue, 103 Early Hints): wait for the final
+            self._interim = True
+            self.headers = []
+            return
+        self.status = status
+        self.headers_done = True
+        for name, value in self.headers:
+            if name.lower() == b"content-length" and value.isdigit():
+                self.content_length = int(value)
+        if self.head_only:  # a HEAD response has no body, whatever its headers say
+            self.complete = True
+        self._wake()
+
+    def on_body(self, body: bytes) -> None:
+        if self.head_only:
+            return
+        self._body.append(body)
+        self._buffered += len(body)
+        if self._buffered > HIGH_WATER and not self._paused and self.transport is not None:
+            self._paused = True
+            self.transport.pause_reading()
+        self._wake()
+
+    def on_message_complete(self) -> None:
+        if self._interim:
+            self._interim = False
+            return
+        self.complete = True
+        self.keep_alive = self.parser.should_keep_alive()  # llhttp forgets it after the call
+        self._wake()
+
+    # -- the exchange -----------------------------------------------------------------------
+
+    def _reads_until_eof(self) -> bool:
+        return self.content_length is None and not any(
+            n.lower() == b"transfer-encoding" for n, _ in self.headers
+        )
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _fail(self, exc: BaseException) -> None:
+        if self.error is None:
+            self.error = exc
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(exc)
+
+    def _timed_out(self) -> None:
+        self._fail(UpstreamTimeout("the target did not answer in time"))
+        self.close()
+
+    async def wait(self) -> None:
+        """Until the target sends more (or fails); UpstreamTimeout after the read timeout."""
+        if self.error is not None:
+            raise self.error
+        self._waiter = waiter = self.loop.create_future()
+        timer = self.loop.call_later(self.pool.read_timeout, self._timed_out)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+            self._waiter = None
+
+    async def read_chunk(self) -> bytes:
+        """The next piece of the body; b"" at its end."""
+        while not self._body:
+            if self.complete:
+                return b""
+            await self.wait()
+        chunk = self._body.popleft()
+        self._buffered -= len(chunk)
+        if self._paused and self._buffered < LOW_WATER and self.transport is not None:
+            self._paused = False
+            self.transport.resume_reading()
+        return chunk
+
+    async def read_all(self) -> bytes:
+        parts = []
+        while chunk := await self.read_chunk():
+            parts.append(chunk)
+        return b"".join(parts)
+
+    def write(self, data: bytes) -> None:
+        if self.transport is None or self.closed:
+            raise UpstreamBroken("the target closed the connection")
+        self.transport.write(data)
+
+    async def drain(self) -> None:
+        if self.closed:
+            raise UpstreamBroken("the target closed the connection")
+        if not self._can_write:
+            self._drain = self.loop.create_future()
+            try:
+                await self._drain
+            finally:
+                self._drain = None
+
+    async def send_body(self, body: AsyncIterator[bytes], chunked: bool) -> None:
+        async for chunk in body:
+            if chunked:
+                self.write(b"%X\r\n%b\r\n" % (len(chunk), chunk))
+            else:
+                self.write(chunk)
+            await self.drain()
+        if chunked:
+            self.write(b"0\r\n\r\n")
+
+    def reusable(self) -> bool:
+        """Only a cleanly finished exchange whose request body was fully sent is reused."""
+        sent = self.sender is None or (
+            self.sender.done() and not self.sender.cancelled() and self.sender.exception() is None
+        )
+        return (
+            sent
+            and self.complete
+            and not self.closed
+            and not self.head_only  # llhttp still expects the body the HEAD answer announced
+            and self.error is None
+            and self.keep_alive
+        )
+
+    def sender_done(self, task: asyncio.Task[None]) -> None:
+        """A failed request body (too large, caller gone) ends the exchange with its error."""
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:
+            self._fail(exc)
+            self.close()
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+
+class UpstreamPool:
+    """Keep-alive connections per origin, at most `limit` open in all."""
+
+    def __init__(
+        self,
+        *,
+        limit: int,
+        connect_timeout: float,
+        read_timeout: float,
+        keepalive: float = 4.0,
+    ) -> None:
+        self.limit = limit
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
+        # Below uvicorn's default 5 s keep-alive, so an idle connection is rarely reused
+        # just as the target closes it (that race is also retried once, see `request`).
+        self.keepalive = keepalive
+        self._idle: dict[Origin, list[Exchange]] = {}
+        self._open = 0
+        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._origins: dict[str, Origin] = {}
+        self._tls: ssl.SSLContext | None = None
+
+    def origin(self, base_url: str) -> Origin:
+        found = self._origins.get(base_url)
+        if found is None:
+            found = self._origins[base_url] = Origin.parse(base_url)
+        return found
+
+    async def request(
+        self,
+        origin: Origin,
+        head: bytes,
+        body: AsyncIterator[bytes] | None = None,
+        *,
+        chunked: bool = False,
+        head_only: bool = False,
+    ) -> Exchange:
+        """Send `head` (and stream `body`), return once the response head has arrived.
+        The caller reads the body from the exchange and must `release` it."""
+        for attempt in (1, 2):
+            conn, reused = await self._acquire(origin)
+            conn.reset(head_only=head_only)
+            try:
+                conn.write(head)
+                if body is not None:
+                    conn.sender = asyncio.get_running_loop().create_task(
+                        conn.send_body(body, chunked)
+                    )
+                    conn.sender.add_done_callback(conn.sender_done)
+                while not conn.headers_done:  # inlined: one coroutine layer less per resume
+                    await conn.wait()
+                return conn
+            except UpstreamBroken:
+                self.release(conn)
+                # A reused connection the target closed just before our request: nothing
+                # was read or sent from the body, so sending the request again is safe.
+                if attempt == 1 and reused and body is None and not conn.got_bytes:
+                    continue
+                raise
+            except BaseException:
+                self.release(conn)
+                raise
+        raise AssertionError("unreachable")
+
+    def release(self, conn: Exchange) -> None:
+        """Back to the pool if the exchange ended cleanly, else closed."""
+        if conn.sender is not None and not conn.sender.done():
+            conn.sender.cancel()
+        if conn.reusable():
+            conn.idle_since = time.monotonic()
+            self._idle.setdefault(conn.origin, []).append(conn)
+            self._wake_one()
+        else:
+            conn.close()
+
+    def forget(self, conn: Exchange) -> None:
+        """A connection closed (by either side): it no longer counts against the limit."""
+        self._open -= 1
+        idle = self._idle.get(conn.origin)
+        if idle and conn in idle:
+            idle.remove(conn)
+        self._wake_one()
+
+    def _wake_one(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+    async def _acquire(self, origin: Origin) -> tuple[Exchange, bool]:
+        while True:
+            idle = self._idle.get(origin)
+            now = time.monotonic()
+            while idle:
+                conn = idle.pop()
+                if not conn.closed and now - conn.idle_since < self.keepalive:
+                    return conn, True
+                conn.close()
+            if self._open < self.limit:
+                break
+            self._evict_oldest()  # its slot frees when the close completes
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            await waiter
+        self._open += 1  # reserved; from connection_made on, connection_lost gives it back
+        made: list[Exchange] = []
+        try:
+            conn = await self._connect(origin, made)
+        except BaseException:
+            if not (made and made[0].counted):
+                self._open -= 1
+                self._wake_one()
+            raise
+        return conn, False
+
+    def _evict_oldest(self) -> None:
+        """Close the oldest idle connection to any origin to make room for another."""
+        oldest: Exchange | None = None
+        for conns in self._idle.values():
+            if conns and (oldest is None or conns[0].idle_since < oldest.idle_since):
+                oldest = conns[0]
+        if oldest is not None:
+            self._idle[oldest.origin].remove(oldest)
+            oldest.close()
+
+    async def _connect(self, origin: Origin, made: list[Exchange]) -> Exchange:
+        loop = asyncio.get_running_loop()
+
+        def factory() -> Exchange:
+            made.append(Exchange(self, origin))
+            return made[-1]
+
+        tls: ssl.SSLContext | None = None
+        if origin.scheme == "https":
+            if self._tls is None:
+                self._tls = ssl.create_default_context()
+            tls = self._tls
+        try:
+            async with asyncio.timeout(self.connect_timeout):
+                _, conn = await loop.create_connection(
+                    factory,
+                    origin.host,
+                    origin.port,
+                    ssl=tls,
+                    server_hostname=origin.host if tls else None,
+                )
+        except TimeoutError as exc:
+            raise UpstreamTimeout(f"no connection to {origin.host}:{origin.port} in time") from exc
+        except OSError as exc:
+            raise ConnectFailed(f"{origin.host}:{origin.port}: {exc.strerror or exc}") from exc
+        return conn
+
+    async def close(self) -> None:
+        for conns in self._idle.values():
+            for conn in conns:
+                conn.close()
+        self._idle.clear()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(0)  # let the transports finish closing
