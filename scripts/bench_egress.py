@@ -1,7 +1,9 @@
 """Egress bench: bare mitmdump vs the vivified egress proxy (auth + policy + audit), same flows.
 
 Plain HTTP (absolute-form), HTTPS intercepted and HTTPS passthrough, against a loopback
-upstream, with a small asyncio load generator (CONNECT included). Prints req/s and the ratio.
+upstream, with a small asyncio load generator (CONNECT included). Prints req/s and the ratio,
+then squid with a dstdomain allowlist (plain HTTP and a CONNECT tunnel) as the compiled
+anchor when squid is installed.
 Usage: python scripts/bench_egress.py [--seconds 5] [--concurrency 16]
 """
 
@@ -187,6 +189,37 @@ async def _setup_vivified(data: Path, ports: tuple[int, int]) -> str:
     return "Basic " + base64.b64encode(f"bench:{token.token}".encode()).decode()
 
 
+def _start_squid(squid: str, tmp: Path, port: int) -> subprocess.Popen[bytes]:
+    """Squid with a dstdomain allowlist (no auth, no cache, no interception), names resolved
+    from its own hosts file to loopback: the compiled anchor the issue asks for."""
+    d = tmp / "squid"
+    d.mkdir()
+    # squid drops root for its effective user, which must reach and write this directory
+    tmp.chmod(0o711)
+    d.chmod(0o777)
+    (d / "hosts").write_text("127.0.0.1 api.example.com pass.example.org\n")
+    conf = d / "squid.conf"
+    conf.write_text(
+        f"""http_port 127.0.0.1:{port}
+acl allowed dstdomain api.example.com pass.example.org
+http_access allow allowed
+http_access deny all
+cache deny all
+cache_mem 8 MB
+access_log none
+cache_log {d}/cache.log
+pid_filename {d}/squid.pid
+coredump_dir {d}
+hosts_file {d}/hosts
+pinger_enable off
+shutdown_lifetime 0 seconds
+"""
+    )
+    return subprocess.Popen(
+        [squid, "-N", "-f", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+
+
 def _stop(proc: subprocess.Popen[bytes]) -> None:
     if proc.poll() is None:
         proc.send_signal(signal.SIGINT)
@@ -323,13 +356,29 @@ async def main_async(args: argparse.Namespace) -> int:
                 f"{label:20s} bare mitmdump {bare:8,.0f} req/s   vivified {viv:8,.0f} req/s"
                 f"   ratio {viv / bare:.2f} (target >= 0.85)"
             )
-        if shutil.which("squid"):
-            print(
-                "squid found: run it with a dstdomain allowlist for the compiled anchor "
-                "(not automated here)"
-            )
+        squid = shutil.which("squid", path=os.pathsep.join([os.environ["PATH"], "/usr/sbin"]))
+        if squid is None:
+            print("squid not installed (Debian: apt-get install squid): no compiled anchor")
         else:
-            print("squid not installed (apt-get install squid)")
+            squid_port = free_port()
+            procs.append(_start_squid(squid, tmp, squid_port))
+            _wait_port(squid_port, procs[-1])
+            for label, kind, port, host in (
+                ("plain HTTP", "http", http_port, "api.example.com"),
+                ("HTTPS CONNECT tunnel", "https", https_port, "pass.example.org"),
+            ):
+                rate = await measure(
+                    kind,
+                    squid_port,
+                    (host, port),
+                    None,
+                    upstream_ctx if kind == "https" else None,
+                    s,
+                    c,
+                )
+                print(
+                    f"squid (dstdomain allowlist, compiled anchor): {label:20s} {rate:8,.0f} req/s"
+                )
     finally:
         for p in procs:
             _stop(p)

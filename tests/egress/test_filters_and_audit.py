@@ -135,3 +135,46 @@ def test_connect_refused_is_502(fresh_egress: Egress) -> None:
     status, headers, _b, sock = connect(eg, f"api.example.com:{port}")
     sock.close()
     assert (status, headers["x-vivified-egress-error"]) == (502, "upstream_connect_failed")
+
+
+def test_upstream_that_does_not_answer_in_time_is_cut(fresh_egress: Egress) -> None:
+    """The deadline (VIVIFIED_UPSTREAM_TIMEOUT, 3 s here) covers the response headers: plain
+    HTTP gets core's 504, TLS upstreams mitmproxy's 502 (see egress/response_deadline.py)."""
+    eg = fresh_egress
+    with client(eg) as c:
+        for url, status in (
+            (f"http://api.example.com:{eg.up.http_port}/slow?s=6", 504),
+            (f"https://api.example.com:{eg.up.https_port}/slow?s=6", 502),
+        ):
+            started = time.monotonic()
+            r = c.get(url)
+            assert r.status_code == status, r.text
+            assert 2.5 < time.monotonic() - started < 5.5
+            if status == 504:
+                assert r.headers["x-vivified-egress-error"] == "upstream_timeout"
+                assert r.json()["reason"] == "upstream_timeout"
+        # a prompt answer on the same client still passes (the deadline is per request)
+        assert c.get(f"http://api.example.com:{eg.up.http_port}/slow?s=0").status_code == 200
+        assert c.get(f"https://api.example.com:{eg.up.https_port}/slow?s=0").status_code == 200
+    eg.proc.stop()
+    rows = [r for r in eg.audit_rows() if r.action == "request"]
+    timed_out = sorted(r.status for r in rows if r.reason == "upstream_timeout")
+    assert timed_out == [502, 504]
+    assert len(rows) == 4
+
+
+def test_passthrough_tunnel_bytes_are_counted(fresh_egress: Egress) -> None:
+    import ssl
+
+    eg = fresh_egress
+    ctx = ssl.create_default_context(cafile=str(eg.up.ca_file))
+    with httpx.Client(proxy=eg.proxy_url(), verify=ctx, timeout=10, trust_env=False) as c:
+        r = c.get(f"https://pass.example.org:{eg.up.https_port}/sized?n=50000")
+        assert r.status_code == 200
+        assert len(r.content) == 50000
+    eg.proc.stop()
+    tunnels = [r for r in eg.audit_rows() if r.action == "tunnel"]
+    assert len(tunnels) == 1
+    # TLS records and headers on top of the body: more than the body, not wildly more
+    assert 50000 < tunnels[0].bytes_in < 60000
+    assert 300 < tunnels[0].bytes_out < 5000  # ClientHello, key exchange, the request

@@ -166,7 +166,8 @@ async def test_a_request_with_a_body_is_not_retried() -> None:
     ("answer", "head_only", "expected", "reusable"),
     [
         pytest.param(
-            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n"
+            b"3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n",
             False,
             b"abcde",
             True,
@@ -186,9 +187,7 @@ async def test_a_request_with_a_body_is_not_retried() -> None:
             False,
             id="connection-close-header",
         ),
-        pytest.param(
-            b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n", True, b"", False, id="head"
-        ),
+        pytest.param(b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\n", True, b"", False, id="head"),
         pytest.param(b"HTTP/1.1 204 No Content\r\n\r\n", False, b"", True, id="no-content"),
         pytest.param(
             b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok",

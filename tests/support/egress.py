@@ -84,6 +84,10 @@ class _Handler(BaseHTTPRequestHandler):
                 sent += len(chunk)
             self.wfile.write(b"0\r\n\r\n")
             return
+        if url.path == "/slow":  # answers after `s` seconds
+            time.sleep(float(q.get("s", "0")))
+            self._send(200, b"late")
+            return
         if url.path == "/sized":
             self._send(200, b"y" * int(q.get("n", "0")), {"Content-Type": "text/plain"})
             return

@@ -9,9 +9,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from mitmproxy import connection, http
-from mitmproxy.net.tls import starts_like_tls_record
-from mitmproxy.proxy import layer, layers, server_hooks
-from mitmproxy.proxy.layers.tls import parse_client_hello
+from mitmproxy.proxy import server_hooks
 
 from vivified.egress.auth import ProxyAuthenticator
 from vivified.egress.filters import (
@@ -31,6 +29,7 @@ from vivified.egress.flow_state import (
     same_authority,
     same_name,
 )
+from vivified.egress.passthrough import PassthroughTunnels
 from vivified.egress.records import Outcome, build_event
 from vivified.egress.resolve import ResolveError, Resolver
 from vivified.egress.response_filtering import ResponseFiltering
@@ -49,7 +48,7 @@ log = logging.getLogger(__name__)
 HOP_HEADERS = ("proxy-authorization", "proxy-connection")
 
 
-class EgressAddon(ResponseFiltering):
+class EgressAddon(ResponseFiltering, PassthroughTunnels):
     """Thin adapter between mitmproxy hooks and `vivified.policy.egress`."""
 
     def __init__(
@@ -251,61 +250,6 @@ class EgressAddon(ResponseFiltering):
             tunnel.outcome.extra["duration_s"] = round(time.time() - tunnel.outcome.started, 3)
             self._record(tunnel.outcome)
 
-    # --- passthrough tunnels ------------------------------------------------------------------
-
-    def next_layer(self, nextlayer: layer.NextLayer) -> None:
-        tunnel = self._tunnels.get(nextlayer.context.client.id)
-        if tunnel is None or not tunnel.target.passthrough or tunnel.layer_decided:
-            return
-        data = nextlayer.data_client()  # type: ignore[no-untyped-call]
-        if not starts_like_tls_record(data):
-            tunnel.layer_decided = True
-            return  # plain HTTP inside: intercepted, Host rules apply
-        try:
-            hello = parse_client_hello(data)
-        except ValueError:
-            tunnel.layer_decided = True
-            return
-        if hello is None:
-            nextlayer.layer = None  # wait for the whole ClientHello
-            return
-        tunnel.layer_decided = True
-        if same_name(hello.sni, tunnel.target.host):
-            # Undo what the default TLS layer choice marked; this tunnel carries opaque bytes.
-            nextlayer.context.client.tls = False
-            nextlayer.context.server.tls = False
-            # An ignored TCP layer relays without per-chunk hooks (bare-mitmproxy speed).
-            nextlayer.layer = layers.TCPLayer(nextlayer.context, ignore=True)
-            self._start_passthrough(nextlayer.context.client, tunnel)
-        # SNI differs: fall through to interception; the first request is answered 421.
-
-    def _start_passthrough(self, client: connection.Client, tunnel: Tunnel) -> None:
-        t = tunnel.target
-        tunnel.outcome = Outcome(
-            "tunnel",
-            t.plugin_id,
-            t.host,
-            t.port,
-            decision=audit_decision(t.decision),
-            reason=audit_reason(t.decision),
-            status=200,
-            request_id=tunnel.request_id,
-            address=t.address,
-            mode=t.mode,
-            started=time.time(),
-            extra={"passthrough": True},
-        )
-        tunnel.timer = asyncio.get_running_loop().call_later(
-            self._tunnel_max, self._expire_tunnel, client
-        )
-
-    def _expire_tunnel(self, client: connection.Client) -> None:
-        tunnel = self._tunnels.get(client.id)
-        if tunnel is not None:
-            tunnel.expired = True
-        if self._close_client is not None:
-            self._close_client(client, False)
-
     # --- requests (plain HTTP and inside intercepted tunnels) ---------------------------------
 
     async def requestheaders(self, flow: http.HTTPFlow) -> None:
@@ -409,11 +353,10 @@ class EgressAddon(ResponseFiltering):
         o: Outcome | None = flow.metadata.get(OUTCOME)
         if o is None or flow.metadata.get(AUDITED):
             return
-        if flow.server_conn.id in self._timed_out:
-            o.reason, o.status = "upstream_timeout", 504
-        elif flow.response is None:
-            o.reason, o.status = "upstream_failed", 502
-        else:
-            o.reason = "upstream_failed"
+        # On this path mitmproxy itself answers the client, always with 502.
+        timed_out = flow.server_conn.id in self._timed_out or o.reason == "upstream_timeout"
+        o.reason = "upstream_timeout" if timed_out else "upstream_failed"
+        if flow.response is None:
+            o.status = 502
         o.extra["error"] = flow.error.msg if flow.error else ""
         self._finish(flow)

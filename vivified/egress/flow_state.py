@@ -30,6 +30,7 @@ __all__ = [
 OUTCOME = "vivified.outcome"
 AUDITED = "vivified.audited"
 DENIED = "vivified.denied"
+TIMED_OUT = "vivified.timed_out"  # the 504 stands in for the upstream's missing answer
 
 
 class SnapshotSource(Protocol):

@@ -14,6 +14,7 @@ from vivified.config.settings import Settings
 from vivified.egress.addon import EgressAddon
 from vivified.egress.auth import ProxyAuthenticator
 from vivified.egress.resolve import Resolver
+from vivified.egress.response_deadline import ResponseDeadline
 
 log = logging.getLogger(__name__)
 
@@ -82,8 +83,9 @@ async def run_egress(
     settings: Settings, *, ready: asyncio.Event | None = None, port_file: str | None = None
 ) -> None:
     """Serve until SIGTERM/SIGINT (or cancellation); audit is flushed before returning."""
-    from mitmproxy import connection
+    from mitmproxy import connection, http
     from mitmproxy.options import Options
+    from mitmproxy.proxy import events
     from mitmproxy.tools.dump import DumpMaster
 
     from vivified.config.propagation import connect_snapshot
@@ -128,6 +130,26 @@ async def run_egress(
             writer.transport.abort()  # drop what is buffered: the client sees the cut
         handler.close_connection(client)
 
+    injections: set[asyncio.Task[None]] = set()
+
+    def inject(flow: http.HTTPFlow, raw: bytes) -> bool:
+        """Deliver `raw` on the flow's upstream connection as if the upstream had sent it."""
+        handler = master.addons.get("proxyserver").connections.get(flow.client_conn.id)  # type: ignore[no-untyped-call]
+        if handler is None or flow.server_conn not in handler.transports:
+            return False
+        task = loop.create_task(handler.server_event(events.DataReceived(flow.server_conn, raw)))
+        injections.add(task)
+        task.add_done_callback(injections.discard)
+        return True
+
+    def close_upstream(flow: http.HTTPFlow) -> bool:
+        handler = master.addons.get("proxyserver").connections.get(flow.client_conn.id)  # type: ignore[no-untyped-call]
+        if handler is None or flow.server_conn not in handler.transports:
+            return False
+        handler.close_connection(flow.server_conn)
+        return True
+
+    loop = asyncio.get_running_loop()
     addon = EgressAddon(
         snapshots=holder,
         authenticator=ProxyAuthenticator(tokens, lambda pid: holder.current.plugin_gen(pid)),
@@ -141,8 +163,8 @@ async def run_egress(
         tunnel_max_seconds=settings.egress_tunnel_max_seconds,
         close_client=close_client,
     )
-    master.addons.add(addon, _Ready(addon, settings, port_file, ready))  # type: ignore[no-untyped-call]
-    loop = asyncio.get_running_loop()
+    deadline = ResponseDeadline(settings.upstream_timeout, inject, close_upstream)
+    master.addons.add(addon, deadline, _Ready(addon, settings, port_file, ready))  # type: ignore[no-untyped-call]
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread
             loop.add_signal_handler(sig, master.should_exit.set)

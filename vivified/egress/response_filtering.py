@@ -8,7 +8,14 @@ from typing import Any
 from mitmproxy import connection, http
 
 from vivified.egress.filters import LimitedStream, ReplacementStream, declared_length, strip_headers
-from vivified.egress.flow_state import DENIED, OUTCOME, SMALL_BODY, SnapshotSource, Target
+from vivified.egress.flow_state import (
+    DENIED,
+    OUTCOME,
+    SMALL_BODY,
+    TIMED_OUT,
+    SnapshotSource,
+    Target,
+)
 from vivified.egress.records import Outcome
 from vivified.egress.responses import error_body, error_headers, status_for
 
@@ -26,7 +33,12 @@ class ResponseFiltering:
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         target: Target | None = flow.metadata.get("vivified.target")
         resp = flow.response
-        if flow.metadata.get(DENIED) or target is None or resp is None:
+        if (
+            flow.metadata.get(DENIED)
+            or flow.metadata.get(TIMED_OUT)
+            or target is None
+            or resp is None
+        ):
             return
         view = self._snapshots.current.plugins.get(target.plugin_id)
         phi = view is not None and ("phi" in view.classification or "handles_phi" in view.traits)
