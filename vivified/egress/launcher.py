@@ -47,6 +47,29 @@ def mitmproxy_options(settings: Settings, confdir: Path) -> dict[str, Any]:
     )
 
 
+def mitmproxy_addons() -> list[Any]:
+    """The built-in mitmproxy addons the egress proxy keeps (DumpMaster loads 34)."""
+    from mitmproxy.addons import (
+        block,
+        core,
+        disable_h2c,
+        errorcheck,
+        next_layer,
+        proxyserver,
+        tlsconfig,
+    )
+
+    return [
+        core.Core(),
+        block.Block(),  # refuses clients from public addresses unless configured
+        disable_h2c.DisableH2C(),
+        proxyserver.Proxyserver(),  # type: ignore[no-untyped-call]
+        next_layer.NextLayer(),
+        tlsconfig.TlsConfig(),
+        errorcheck.ErrorCheck(),
+    ]
+
+
 class _Ready:
     """Reports the bound address once mitmproxy listens (port file, ready event, own listeners)."""
 
@@ -84,9 +107,9 @@ async def run_egress(
 ) -> None:
     """Serve until SIGTERM/SIGINT (or cancellation); audit is flushed before returning."""
     from mitmproxy import connection, http
+    from mitmproxy.master import Master
     from mitmproxy.options import Options
     from mitmproxy.proxy import events
-    from mitmproxy.tools.dump import DumpMaster
 
     from vivified.config.propagation import connect_snapshot
     from vivified.registry.audit import AuditWriter
@@ -116,9 +139,11 @@ async def run_egress(
         audit.set_on_commit(bus.mirror_audit)
     audit.start()
     ca_cert = ensure_ca(settings.data_dir)
-    master = DumpMaster(
-        Options(), loop=asyncio.get_running_loop(), with_termlog=False, with_dumper=False
-    )
+    # Only the mitmproxy addons the proxy lane uses: every addon is asked about every event
+    # (fewer is faster), and none of playback, map-local/remote, onboarding (mitm.it),
+    # scripts, saving flows or mitmproxy's own proxy auth has any business here.
+    master = Master(Options(), event_loop=asyncio.get_running_loop())
+    master.addons.add(*mitmproxy_addons())  # type: ignore[no-untyped-call]
     master.options.update(**mitmproxy_options(settings, ca_cert.parent))  # type: ignore[no-untyped-call]
 
     def close_client(client: connection.Client, abort: bool = False) -> None:
