@@ -43,6 +43,8 @@ def test_up_runs_everything_and_stops_cleanly(tmp_path: Path) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        # as a shell's background job gets it: SIGINT ignored; Ctrl-C must still stop us
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
     )
     banner = ""
     try:

@@ -252,7 +252,10 @@ def _supervise(procs: list[subprocess.Popen[Any]]) -> int:
         nonlocal stop
         stop = True
 
+    # Both explicitly: a shell that starts us in the background hands SIGINT down ignored,
+    # and Python then installs no KeyboardInterrupt handler ("Press Ctrl-C" must still work).
     signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
     while not stop:
         for proc in procs:
             if proc.poll() is not None:
