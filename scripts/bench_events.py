@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import httpx
 import nats
 from starlette.applications import Starlette
@@ -38,7 +39,7 @@ from vivified.config.nats_server import ManagedNats
 N = 3000
 SENT = 0
 CONCURRENCY = 32
-PACED = 300  # events for the latency run
+RATES = (200, 1000, 2000)  # paced publish rates for the latency runs (3 s each)
 received: dict[str, float] = {}
 lock = threading.Lock()
 
@@ -57,9 +58,15 @@ def publish_many(url: str, token: str, seconds: int = 8) -> float:
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
         f.write(
             'wrk.method = "POST"\n'
-            'wrk.body = \'{"type":"FileStored","data":{"file_id":"f1","size":1}}\'\n'
             'wrk.headers["Content-Type"] = "application/json"\n'
             f'wrk.headers["Authorization"] = "Bearer {token}"\n'
+            "n = 0\n"
+            "request = function()\n"  # entity subjects spread the events over the lanes
+            "  n = n + 1\n"
+            '  local body = \'{"type":"FileStored","subject":"file-\' .. (n % 512) ..\n'
+            '    \'","data":{"file_id":"f1","size":1}}\'\n'
+            "  return wrk.format(nil, nil, nil, body)\n"
+            "end\n"
         )
         script = f.name
     out = subprocess.run(
@@ -97,17 +104,31 @@ async def raw_js(url: str, n: int) -> float:
     return rate
 
 
-async def latency(url: str, token: str) -> list[float]:
+async def latency(url: str, token: str, rate: int, seconds: float = 3.0) -> list[float]:
+    """Publish at a steady `rate` (aiohttp, one task per event on a fixed schedule, entity
+    subjects spread over the ordering lanes); milliseconds from 202 to webhook arrival."""
     sent: dict[str, float] = {}
-    async with httpx.AsyncClient(base_url=url, trust_env=False, timeout=30) as c:
-        for i in range(PACED):
-            r = await c.post(
-                "/events",
-                json={"type": "FileStored", "data": {"file_id": f"l{i}", "size": i}},
-                headers={"Authorization": f"Bearer {token}"},
-            )
-            sent[r.json()["id"]] = time.perf_counter()
-            await asyncio.sleep(0.005)
+    n = int(rate * seconds)
+    headers = {"Authorization": f"Bearer {token}"}
+    async with aiohttp.ClientSession(
+        url, connector=aiohttp.TCPConnector(limit=64), trust_env=False
+    ) as c:
+
+        async def one(i: int) -> None:
+            body = {"type": "FileStored", "data": {"file_id": f"l{i}", "size": i}}
+            body["subject"] = f"file-{i % 512}"
+            async with c.post("/events", json=body, headers=headers) as r:
+                if r.status == 202:
+                    sent[(await r.json())["id"]] = time.perf_counter()
+
+        start = time.perf_counter()
+        tasks = []
+        for i in range(n):
+            delay = start + i / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(i)))
+        await asyncio.gather(*tasks)
     deadline = time.perf_counter() + 60
     # polling a dict the webhook thread fills: no event to await across threads
     while time.perf_counter() < deadline and not all(k in received for k in sent):  # noqa: ASYNC110
@@ -142,14 +163,18 @@ def main() -> None:
                 assert register(c, sub, registration_token(c)).status_code == 201
                 assert c.post("/plugins/subscriber/enable", headers=admin_headers()).is_success
                 time.sleep(2.0)  # let the subscriber's durable consumer appear
+            burst_started = time.perf_counter()
             accepted = publish_many(gw.url, token)
             raw = asyncio.run(raw_js(nats_url, N))
             deadline = time.perf_counter() + 120
             while len(received) < SENT and time.perf_counter() < deadline:
                 time.sleep(0.2)
             backlog_drained = len(received)
-            received.clear()
-            lat = asyncio.run(latency(gw.url, token))
+            drain_rate = backlog_drained / (max(received.values()) - burst_started)
+            lats = {}
+            for rate in RATES:
+                received.clear()
+                lats[rate] = asyncio.run(latency(gw.url, token, rate))
         finally:
             gw.stop()
             nats_server.stop()
@@ -157,11 +182,16 @@ def main() -> None:
     print(f"  POST /events accepted : {accepted:8.0f} events/s (goal >= 5000)")
     print(f"  raw JetStream publish : {raw:8.0f} events/s   ratio {accepted / raw:.3f}")
     print(f"  delivered from the burst within 120 s: {backlog_drained}/{SENT}")
-    if lat:
+    print(f"  delivery throughput draining that burst: {drain_rate:8.0f} events/s")
+    for rate, lat in lats.items():
+        if not lat:
+            print(f"  delivery at {rate}/s: nothing arrived")
+            continue
         p99 = lat[max(0, int(len(lat) * 0.99) - 1)]
         print(
-            f"  delivery latency at ~{int(1 / 0.006)} events/s paced: "
-            f"p50 {statistics.median(lat):.1f} ms, p99 {p99:.1f} ms ({len(lat)}/{PACED})"
+            f"  delivery latency at {rate:5d} events/s paced (subjects spread over the lanes):"
+            f" p50 {statistics.median(lat):.1f} ms, p99 {p99:.1f} ms"
+            f" ({len(lat)}/{int(rate * 3)} arrived; goal p99 <= 50 ms)"
         )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 import uuid
@@ -29,15 +30,21 @@ USER = {"user_id": "u1", "username": "ada"}
 
 @dataclass
 class Hook:
-    """A subscriber's webhook; `up` False answers 500."""
+    """A subscriber's webhook; `up` False answers 500; events whose subject is in `hold` are
+    kept waiting (in flight, up to 8 s) until it is removed."""
 
     up: bool = True
     got: list[tuple[dict[str, Any], dict[str, str]]] = field(default_factory=list)
+    hold: set[str] = field(default_factory=set)
 
     async def receive(self, request: Request) -> Response:
         if not self.up:
             return JSONResponse({"down": True}, status_code=500)
-        self.got.append((await request.json(), dict(request.headers)))
+        event = await request.json()
+        deadline = time.monotonic() + 8
+        while event.get("subject") in self.hold and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        self.got.append((event, dict(request.headers)))
         return JSONResponse({"ok": True})
 
     def ids(self) -> list[str]:
@@ -381,3 +388,32 @@ def test_cluster_style_on_the_machine_nats(tmp_path: Path) -> None:
             await nc.close()
 
         asyncio.run(cleanup())
+
+
+def test_lanes_run_in_parallel_and_keep_one_entitys_events_in_order(lane: Lane) -> None:
+    """A held event blocks only its ordering lane (its subject's); others keep flowing."""
+    from vivified.gateway.event_stream import lane_of
+
+    stuck = "u-stuck"
+    others = [
+        f"u-{i}"
+        for i in range(40)
+        if lane_of({"subject": f"u-{i}"}, 8) != lane_of({"subject": stuck}, 8)
+    ][:10]
+    lane.hook.hold.add(stuck)
+    first, second = ("held-" + uuid.uuid4().hex[:8] for _ in range(2))
+    for eid in (first, second):  # one entity, two events: must arrive in this order
+        body = {"type": "UserCreated", "data": USER, "id": eid, "subject": stuck}
+        assert lane.publish(body).status_code == 202
+    ids = []
+    for subject in others:
+        ids.append("free-" + uuid.uuid4().hex[:8])
+        body = {"type": "UserCreated", "data": USER, "id": ids[-1], "subject": subject}
+        assert lane.publish(body).status_code == 202
+    wait_for(lambda: all(e in lane.hook.ids() for e in ids), bound=6)
+    assert first not in lane.hook.ids()
+    assert second not in lane.hook.ids()  # waits behind `first` in its lane
+    lane.hook.hold.clear()
+    wait_for(lambda: second in lane.hook.ids())
+    got = lane.hook.ids()
+    assert got.index(first) < got.index(second)

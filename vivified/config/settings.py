@@ -45,6 +45,9 @@ class Settings:
     events_stream: str = "VIVIFIED_EVENTS"  # JetStream stream names (unique per deployment)
     events_dlq_stream: str = "VIVIFIED_DEADLETTERS"
     events_replicas: int = 1  # stream replicas on a NATS cluster
+    # Ordering lanes: an event's key (its CloudEvents subject, else its type) picks one; each
+    # lane keeps one event in flight per subscriber. Change only with the stream drained.
+    events_partitions: int = 8
     events_max_age: float = 7 * 24 * 3600.0  # seconds an event is retained
     event_max_attempts: int = 12  # deliveries before a dead letter (≥ 10 over ≥ 5 minutes)
     event_retry_base: float = 0.5  # first retry delay, doubling up to event_retry_max
@@ -152,6 +155,8 @@ def load_settings(
 def _check(s: Settings) -> None:
     if not re.fullmatch(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)+", s.events_subject):
         raise SettingsError("VIVIFIED_EVENTS_SUBJECT must be dotted tokens, e.g. vivified.events")
+    if not 1 <= s.events_partitions <= 64:
+        raise SettingsError("VIVIFIED_EVENTS_PARTITIONS must be between 1 and 64")
     if s.registration not in {"token", "open"}:
         raise SettingsError("VIVIFIED_REGISTRATION must be 'token' or 'open'")
     for name in ("gateway_port", "egress_port"):

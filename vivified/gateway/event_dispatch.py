@@ -1,9 +1,11 @@
 """Delivering canonical events to subscribers' webhooks, at least once, in order.
 
-One durable JetStream pull consumer per subscriber (`sub-<id>`), shared by every gateway
-replica; `max_ack_pending=1` keeps one event in flight per subscriber, so the replicas
-deliver each event once and in stream order. A failed delivery is retried in place with
-exponential backoff (the event stays at the head, so later events wait behind it) and after
+Per subscriber, one durable JetStream pull consumer per ordering lane (`sub-<id>-l<n>`,
+filtering `vivified.events.*.<n>`), shared by every gateway replica; `max_ack_pending=1`
+keeps one event in flight per lane, so the replicas deliver each event once and, within a
+lane (one entity, or one type — see event_stream), in stream order, while the lanes run in
+parallel. A failed delivery is retried in place with exponential backoff (the event stays at
+the head of its lane, so later events of that lane wait behind it) and after
 `event_max_attempts` goes to the dead-letter stream. Events a subscriber's traits do not
 cover are skipped (and audited); disabled subscribers get nothing until re-enabled.
 """
@@ -39,6 +41,10 @@ def subscriptions(view: PluginView) -> tuple[str, ...]:
     return tuple(subs) if isinstance(subs, list) else ()
 
 
+def consumer_name(pid: str, lane: int) -> str:
+    return f"sub-{pid}-l{lane}"
+
+
 class Dispatcher:
     def __init__(
         self,
@@ -53,7 +59,7 @@ class Dispatcher:
         self._tokens = tokens
         self._audit = audit
         self._settings = settings
-        self._workers: dict[str, asyncio.Task[None]] = {}
+        self._workers: dict[str, list[asyncio.Task[None]]] = {}
         self._http: aiohttp.ClientSession | None = None
         self.stats: dict[str, Counter[str]] = {}
 
@@ -69,14 +75,17 @@ class Dispatcher:
         }
         for pid in list(self._workers):
             if pid not in wanted:
-                self._workers.pop(pid).cancel()
+                for task in self._workers.pop(pid):
+                    task.cancel()
+        loop = asyncio.get_running_loop()
         for pid in wanted - set(self._workers):
-            self._workers[pid] = asyncio.get_running_loop().create_task(
-                self._worker(pid), name=f"events-{pid}"
-            )
+            self._workers[pid] = [
+                loop.create_task(self._worker(pid, lane), name=f"events-{pid}-{lane}")
+                for lane in range(self._stream.lanes)
+            ]
 
     async def stop(self) -> None:
-        workers = list(self._workers.values())
+        workers = [task for tasks in self._workers.values() for task in tasks]
         self._workers.clear()
         for task in workers:
             task.cancel()
@@ -95,13 +104,13 @@ class Dispatcher:
             )
         return self._http
 
-    async def _worker(self, pid: str) -> None:
+    async def _worker(self, pid: str, lane: int) -> None:
         while True:
             try:
                 js = await self._stream.js()
                 psub = await js.pull_subscribe(
-                    f"{self._stream.subject}.>",
-                    durable=f"sub-{pid}",
+                    self._stream.lane_filter(lane),
+                    durable=consumer_name(pid, lane),
                     stream=self._stream.events,
                     config=ConsumerConfig(
                         ack_policy=AckPolicy.EXPLICIT,
@@ -120,7 +129,9 @@ class Dispatcher:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # NATS away or a transient error: retry, lose nothing
-                log.warning("event worker for %s: %s; retrying", pid, type(exc).__name__)
+                log.warning(
+                    "event worker for %s lane %d: %s; retrying", pid, lane, type(exc).__name__
+                )
                 await asyncio.sleep(1.0)
 
     async def _handle(self, pid: str, msg: Any) -> None:
@@ -235,9 +246,12 @@ class Dispatcher:
         for pid in sorted(self._workers):
             item: dict[str, Any] = {"subscriber": pid, **dict(self.stats.get(pid, {}))}
             try:
-                info = await js.consumer_info(self._stream.events, f"sub-{pid}")
-                item["pending"] = info.num_pending
-                item["in_flight"] = info.num_ack_pending
+                pending = in_flight = 0
+                for lane in range(self._stream.lanes):
+                    info = await js.consumer_info(self._stream.events, consumer_name(pid, lane))
+                    pending += info.num_pending or 0
+                    in_flight += info.num_ack_pending or 0
+                item["pending"], item["in_flight"] = pending, in_flight
             except Exception:
                 item["pending"] = None
             out.append(item)

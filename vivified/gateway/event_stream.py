@@ -1,14 +1,18 @@
 """JetStream for the event lane: the event stream, the dead-letter stream, publishing.
 
-Events are CloudEvents 1.0 JSON on `vivified.events.<Type>`; the event id is the JetStream
-message id, so publishing an id again within the duplicate window is acknowledged as a
-duplicate and stored once.
+Events are CloudEvents 1.0 JSON on `vivified.events.<Type>.<lane>`; the event id is the
+JetStream message id, so publishing an id again within the duplicate window is acknowledged
+as a duplicate and stored once. The lane (0 … partitions-1) is a hash of the event's
+ordering key — its CloudEvents `subject` when it has one (all events about one entity, of
+any type, stay in order), else its type — so delivery can run in parallel across lanes and
+stay in order within each.
 """
 
 from __future__ import annotations
 
 import json
 import uuid
+import zlib
 from datetime import UTC, datetime
 from typing import Any
 
@@ -42,6 +46,15 @@ def cloud_event(
     return event
 
 
+def ordering_key(event: dict[str, Any]) -> str:
+    """What must stay in order: one entity's events (CloudEvents subject), else one type's."""
+    return str(event.get("subject") or event.get("type", ""))
+
+
+def lane_of(event: dict[str, Any], lanes: int) -> int:
+    return zlib.crc32(ordering_key(event).encode()) % lanes
+
+
 class EventStream:
     def __init__(self, bus: Bus | None, settings: Settings) -> None:
         self._bus = bus
@@ -53,6 +66,14 @@ class EventStream:
     def subject(self) -> str:
         """Events live on `<prefix>.<Type>` (default `vivified.events.<Type>`)."""
         return self._settings.events_subject
+
+    @property
+    def lanes(self) -> int:
+        return self._settings.events_partitions
+
+    def lane_filter(self, lane: int) -> str:
+        """The subjects of one ordering lane, every type."""
+        return f"{self.subject}.*.{lane}"
 
     @property
     def dlq_subject(self) -> str:
@@ -102,7 +123,7 @@ class EventStream:
         try:
             js = await self.js()
             ack = await js.publish(
-                f"{self.subject}.{event['type']}",
+                f"{self.subject}.{event['type']}.{lane_of(event, self.lanes)}",
                 json.dumps(event, separators=(",", ":")).encode(),
                 timeout=2,
                 stream=self.events,
