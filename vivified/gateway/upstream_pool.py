@@ -396,7 +396,7 @@ class UpstreamPool:
         try:
             conn = await self._connect(origin, made)
         except BaseException:
-            if not (made and made[0].counted):
+            if not (made and made[0].transport is not None):  # else connection_lost frees it
                 self._open -= 1
                 self._wake_one()
             raise
