@@ -13,6 +13,7 @@ from vivified.config.egress_ca import ensure_ca
 from vivified.config.settings import Settings
 from vivified.egress.addon import EgressAddon
 from vivified.egress.auth import ProxyAuthenticator
+from vivified.egress.live_connections import LiveConnections
 from vivified.egress.resolve import Resolver
 from vivified.egress.response_deadline import ResponseDeadline
 
@@ -106,10 +107,8 @@ async def run_egress(
     settings: Settings, *, ready: asyncio.Event | None = None, port_file: str | None = None
 ) -> None:
     """Serve until SIGTERM/SIGINT (or cancellation); audit is flushed before returning."""
-    from mitmproxy import connection, http
     from mitmproxy.master import Master
     from mitmproxy.options import Options
-    from mitmproxy.proxy import events
 
     from vivified.config.propagation import connect_snapshot
     from vivified.registry.audit import AuditWriter
@@ -142,39 +141,12 @@ async def run_egress(
     # Only the mitmproxy addons the proxy lane uses: every addon is asked about every event
     # (fewer is faster), and none of playback, map-local/remote, onboarding (mitm.it),
     # scripts, saving flows or mitmproxy's own proxy auth has any business here.
-    master = Master(Options(), event_loop=asyncio.get_running_loop())
+    loop = asyncio.get_running_loop()
+    master = Master(Options(), event_loop=loop)
     master.addons.add(*mitmproxy_addons())  # type: ignore[no-untyped-call]
     master.options.update(**mitmproxy_options(settings, ca_cert.parent))  # type: ignore[no-untyped-call]
 
-    def close_client(client: connection.Client, abort: bool = False) -> None:
-        handler = master.addons.get("proxyserver").connections.get(client.id)  # type: ignore[no-untyped-call]
-        if handler is None or client not in handler.transports:
-            return
-        writer = handler.transports[client].writer
-        if abort and writer is not None and hasattr(writer, "transport"):
-            writer.transport.abort()  # drop what is buffered: the client sees the cut
-        handler.close_connection(client)
-
-    injections: set[asyncio.Task[None]] = set()
-
-    def inject(flow: http.HTTPFlow, raw: bytes) -> bool:
-        """Deliver `raw` on the flow's upstream connection as if the upstream had sent it."""
-        handler = master.addons.get("proxyserver").connections.get(flow.client_conn.id)  # type: ignore[no-untyped-call]
-        if handler is None or flow.server_conn not in handler.transports:
-            return False
-        task = loop.create_task(handler.server_event(events.DataReceived(flow.server_conn, raw)))
-        injections.add(task)
-        task.add_done_callback(injections.discard)
-        return True
-
-    def close_upstream(flow: http.HTTPFlow) -> bool:
-        handler = master.addons.get("proxyserver").connections.get(flow.client_conn.id)  # type: ignore[no-untyped-call]
-        if handler is None or flow.server_conn not in handler.transports:
-            return False
-        handler.close_connection(flow.server_conn)
-        return True
-
-    loop = asyncio.get_running_loop()
+    live = LiveConnections(master)
     addon = EgressAddon(
         snapshots=holder,
         authenticator=ProxyAuthenticator(tokens, lambda pid: holder.current.plugin_gen(pid)),
@@ -186,9 +158,9 @@ async def run_egress(
         ],
         connect_timeout=settings.upstream_timeout,
         tunnel_max_seconds=settings.egress_tunnel_max_seconds,
-        close_client=close_client,
+        close_client=live.close_client,
     )
-    deadline = ResponseDeadline(settings.upstream_timeout, inject, close_upstream)
+    deadline = ResponseDeadline(settings.upstream_timeout, live.inject, live.close_upstream)
     master.addons.add(addon, deadline, _Ready(addon, settings, port_file, ready))  # type: ignore[no-untyped-call]
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread

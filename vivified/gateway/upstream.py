@@ -8,6 +8,7 @@ session (`new_client`). Bodies stream in both directions with flow control, neve
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -20,6 +21,7 @@ from vivified.gateway.lane_errors import LaneError
 from vivified.gateway.proxy_headers import header_value, request_headers, response_headers
 from vivified.gateway.upstream_pool import (
     ConnectFailed,
+    Origin,
     UpstreamError,
     UpstreamPool,
     UpstreamTimeout,
@@ -120,17 +122,18 @@ async def forward(
         finally:
             body_done.set()
 
-    head = _request_head(core, call, scope, target, rest, path, declared)
+    pool = core.pool
+    origin = pool.origin(target.base_url)
+    head = _request_head(core, call, scope, target, origin, rest, path, declared)
     data: AsyncIterator[bytes] | None = None
     if declared is None or declared > 0:
         data = body()
     else:
         body_done.set()
-    pool = core.pool
     started = False
     try:
         exchange = await pool.request(
-            pool.origin(target.base_url),
+            origin,
             head,
             data,
             chunked=declared is None,
@@ -183,6 +186,7 @@ def _request_head(
     call: Call,
     scope: Scope,
     target: PluginView,
+    origin: Origin,
     rest: bytes,
     path: str,
     declared: int | None,
@@ -198,7 +202,7 @@ def _request_head(
         b"?" if query else b"",
         query,
     )
-    parts = [line, b"host: ", core.pool.origin(target.base_url).host_header, b"\r\n"]
+    parts = [line, b"host: ", origin.host_header, b"\r\n"]
     for key, value in request_headers(
         scope["headers"], identity_headers(core, call, scope, target, path)
     ):
@@ -211,6 +215,7 @@ def _request_head(
     return b"".join(parts)
 
 
+@functools.cache  # one entry per registered base URL; this runs on every lane call
 def _base_path(base_url: str) -> bytes:
     """The path part of a plugin's base URL, without its trailing slash."""
     return urlsplit(base_url).path.rstrip("/").encode("ascii")
