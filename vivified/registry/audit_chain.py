@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,8 +58,12 @@ def record_hash(values: Mapping[str, Any]) -> str:
     body = [values[name] for name in HASHED_COLUMNS]  # fixed column order
     body[1] = round(float(body[1]), 6)  # time
     body[10] = round(float(body[10]), 3)  # latency_ms
-    text = _ENCODE(body)
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+    return body_hash(body)
+
+
+def body_hash(body: Sequence[Any]) -> str:
+    """`record_hash` of the hashed columns already in `HASHED_COLUMNS` order and rounded."""
+    return hashlib.sha256(_ENCODE(body).encode("utf-8", "surrogatepass")).hexdigest()
 
 
 @dataclass(frozen=True)
