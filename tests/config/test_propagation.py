@@ -188,6 +188,13 @@ async def test_health_transitions_are_announced_on_nats(tmp_path: Path) -> None:
             "from": "unknown",
             "to": "healthy",
         }
+        # Committed audit records are mirrored with every stored column, detail decoded.
+        record = await asyncio.wait_for(mirrored.get(), timeout=5)
+        assert record["lane"] == "registry"
+        assert record["target"] == "beater"
+        assert record["id"] >= 1
+        assert len(record["hash"]) == 64 and len(record["prev_hash"]) == 64
+        assert isinstance(record["detail"], dict)
     finally:
         await nc.close()
         gw.stop()
