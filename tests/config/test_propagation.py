@@ -193,7 +193,8 @@ async def test_health_transitions_are_announced_on_nats(tmp_path: Path) -> None:
         assert record["lane"] == "registry"
         assert record["target"] == "beater"
         assert record["id"] >= 1
-        assert len(record["hash"]) == 64 and len(record["prev_hash"]) == 64
+        assert len(record["hash"]) == 64
+        assert len(record["prev_hash"]) == 64
         assert isinstance(record["detail"], dict)
     finally:
         await nc.close()
