@@ -29,20 +29,26 @@ from support.procs import CoreProcess, admin_headers, register, registration_tok
 DURATION = int(os.environ.get("BENCH_SECONDS", "10"))
 CONNECTIONS = 32
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "2"))
-# The issue's reference: "a naive Starlette proxy ... with an aiohttp client". It streams the
-# response (a proxy that holds whole bodies could not carry the lane's 1 GiB body); its
-# throughput relative to the direct upstream matches the issue's own figures (5,300 of 31,000
-# req/s, 0.17), which the buffering variant below does not (~0.3).
-NAIVE_STREAMING = """
+# A naive Starlette proxy with one shared aiohttp session; `{handler}` answers a request `r`.
+NAIVE = """
 import os, aiohttp
 from starlette.applications import Starlette
-from starlette.responses import StreamingResponse
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 session = None
 async def proxy(request):
     global session
     if session is None:
         session = aiohttp.ClientSession()
+{handler}
+app = Starlette(routes=[Route("/{{p:path}}", proxy)])
+"""
+# The issue's reference: "a naive Starlette proxy ... with an aiohttp client". It streams the
+# response (a proxy that holds whole bodies could not carry the lane's 1 GiB body); its
+# throughput relative to the direct upstream matches the issue's own figures (5,300 of 31,000
+# req/s, 0.17), which the buffering variant below does not (~0.3).
+NAIVE_STREAMING = NAIVE.format(
+    handler="""
     r = await session.request(request.method, os.environ["UP"] + "/api/items/42")
     async def body():
         try:
@@ -51,24 +57,16 @@ async def proxy(request):
         finally:
             r.release()
     return StreamingResponse(body(), status_code=r.status, media_type=r.headers.get("content-type"))
-app = Starlette(routes=[Route("/{p:path}", proxy)])
 """
+)
 # Shown for comparison: reads each whole response into memory before answering.
-NAIVE_BUFFERING = """
-import os, aiohttp
-from starlette.applications import Starlette
-from starlette.responses import Response
-from starlette.routing import Route
-session = None
-async def proxy(request):
-    global session
-    if session is None:
-        session = aiohttp.ClientSession()
+NAIVE_BUFFERING = NAIVE.format(
+    handler="""
     async with session.request(request.method, os.environ["UP"] + "/api/items/42") as r:
         body = await r.read()
         return Response(body, status_code=r.status, media_type=r.headers.get("content-type"))
-app = Starlette(routes=[Route("/{p:path}", proxy)])
 """
+)
 # wrk paces each connection: after every response it waits `delay` ms before the next request.
 PACED = """
 local pause = tonumber(os.getenv("WRK_DELAY_MS"))
