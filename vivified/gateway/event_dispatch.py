@@ -19,14 +19,13 @@ import logging
 import time
 from collections import Counter
 from typing import Any
-from urllib.parse import quote, urlsplit
 
 import nats.errors
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from vivified.config.settings import Settings
 from vivified.gateway.event_stream import EventStream
-from vivified.gateway.upstream_pool import UpstreamError, UpstreamPool
+from vivified.gateway.upstream_pool import UpstreamError, UpstreamPool, base_path, encode_path
 from vivified.policy.events import decide_delivery
 from vivified.registry.audit import AuditEvent, AuditWriter
 from vivified.registry.event_types import event_type
@@ -45,8 +44,7 @@ def subscriptions(view: PluginView) -> tuple[str, ...]:
 def _target(base_url: str, path: str) -> bytes:
     """The request target for a webhook: the base URL's path, then the declared endpoint,
     percent-encoded so that no byte of it can end the request line."""
-    prefix = urlsplit(base_url).path.rstrip("/")
-    return quote(prefix + path, safe="/-._~!$&'()*+,;=:@%").encode("ascii")
+    return base_path(base_url) + encode_path(path)
 
 
 def consumer_name(pid: str, lane: int) -> str:

@@ -8,10 +8,8 @@ session (`new_client`). Bodies stream in both directions with flow control, neve
 from __future__ import annotations
 
 import asyncio
-import functools
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
 
 import aiohttp
 from starlette.types import Receive, Scope, Send
@@ -25,6 +23,7 @@ from vivified.gateway.upstream_pool import (
     UpstreamError,
     UpstreamPool,
     UpstreamTimeout,
+    base_path,
 )
 from vivified.registry.snapshot import PluginView
 
@@ -193,7 +192,7 @@ def _request_head(
 ) -> bytes:
     """Request line and headers for the target: the caller's filtered headers, core's
     identity headers, the target's Host and the body's framing."""
-    prefix = _base_path(target.base_url)
+    prefix = base_path(target.base_url)
     query = scope.get("query_string", b"")
     line = b"%s %s/api/%s%s%s HTTP/1.1\r\n" % (
         call.method.encode("ascii"),
@@ -213,12 +212,6 @@ def _request_head(
         parts.append(b"content-length: %d\r\n" % declared)
     parts.append(b"\r\n")
     return b"".join(parts)
-
-
-@functools.cache  # one entry per registered base URL; this runs on every lane call
-def _base_path(base_url: str) -> bytes:
-    """The path part of a plugin's base URL, without its trailing slash."""
-    return urlsplit(base_url).path.rstrip("/").encode("ascii")
 
 
 class UpstreamAborted(Exception):

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ssl
 import time
 from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import cast
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import httptools
 
@@ -64,6 +65,21 @@ class Origin:
         default = 443 if self.scheme == "https" else 80
         host = f"[{self.host}]" if ":" in self.host else self.host
         return (host if self.port == default else f"{host}:{self.port}").encode("idna")
+
+
+# Characters left as they are in a request target; everything else is percent-encoded, so no
+# byte of a path can end the request line.
+PATH_SAFE = "/-._~!$&'()*+,;=:@%"
+
+
+def encode_path(path: str) -> bytes:
+    return quote(path, safe=PATH_SAFE).encode("ascii")
+
+
+@functools.cache  # one entry per registered base URL; this runs on every request
+def base_path(base_url: str) -> bytes:
+    """The path part of a plugin's base URL, without its trailing slash, ready for the wire."""
+    return encode_path(urlsplit(base_url).path.rstrip("/"))
 
 
 class Exchange(asyncio.Protocol):

@@ -106,11 +106,7 @@ class AuditWriter:
 
     async def record(self, event: AuditEvent) -> None:
         """Queue `event`; waits while the queue is full (slows the caller, drops nothing)."""
-        if event.time is None:
-            event.time = time.time()
-        try:
-            self._queue.put_nowait(event)  # the common case, without a suspension point
-        except asyncio.QueueFull:
+        if not self.record_nowait(event):  # the common case, without a suspension point
             await self._queue.put(event)
 
     def record_nowait(self, event: AuditEvent) -> bool:
