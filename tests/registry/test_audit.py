@@ -184,3 +184,47 @@ async def test_bad_queries_are_value_errors(
 ) -> None:
     with pytest.raises(ValueError, match=r"cursor|limit|decision"):
         await query_audit(sessions, **kwargs)  # type: ignore[arg-type]
+
+
+async def test_room_waits_while_the_queue_is_full(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    w = AuditWriter(sessions, queue_size=2, batch_size=2, flush_interval=0)
+    await w.room()  # empty: no wait
+    assert w.record_nowait(event(1))
+    assert w.record_nowait(event(2))
+    waiting = asyncio.create_task(w.room())
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert not waiting.done()  # full, and nothing takes records off the queue yet
+    w.start()
+    try:
+        await asyncio.wait_for(waiting, 10)
+        assert await w.flush()
+    finally:
+        await w.stop()
+    assert await count(sessions) == 2
+
+
+async def test_a_big_batch_gives_the_loop_back_rarely(
+    sessions: async_sessionmaker[AsyncSession], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Under load every yield waits for a whole turn of a busy loop: yielding every few rows
+    # throttled the writer below the request rate. A 500-row batch yields a handful of times.
+    yields = 0
+    real_sleep = asyncio.sleep
+
+    async def counting_sleep(delay: float, *args: object) -> None:
+        nonlocal yields
+        if delay == 0:
+            yields += 1
+        await real_sleep(delay)
+
+    w = AuditWriter(sessions, queue_size=1000, batch_size=500, flush_interval=0)
+    for i in range(500):
+        assert w.record_nowait(event(i))
+    monkeypatch.setattr("vivified.registry.audit.asyncio.sleep", counting_sleep)
+    await w.flush()  # no task: one batch written in the caller
+    monkeypatch.undo()
+    assert await count(sessions) == 500
+    assert 1 <= yields <= 500 // 100

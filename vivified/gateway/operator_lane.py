@@ -167,6 +167,7 @@ class OperatorLane:
         rid = state.get("request_id") or os.urandom(16).hex()
         state["request_id"] = rid
         call = Call(scope["method"], rid)
+        await core.audit.room()  # this call's record comes after its answer: room for it first
         try:
             target, rest, path = await admit(core, call, scope)
             await self._forward(core, call, scope, receive, send, target, rest, path)
