@@ -29,6 +29,7 @@ def test_precedence_flags_over_environment_over_file(tmp_path: Path) -> None:
         pytest.param({"VIVIFIED_GATEWAY_PORT": "70000"}, "between 0 and 65535", id="port"),
         pytest.param({"VIVIFIED_TOKEN_TTL": "10"}, "at least 60", id="short-ttl"),
         pytest.param({"VIVIFIED_UPSTREAM_TIMEOUT": "0"}, "positive", id="zero-timeout"),
+        pytest.param({"VIVIFIED_AUDIT_WAIT": "-1"}, "positive", id="negative-audit-wait"),
     ],
 )
 def test_bad_values_are_refused(env: dict[str, str], message: str) -> None:

@@ -58,6 +58,7 @@ class Settings:
     audit_queue_size: int = 10_000
     audit_batch_size: int = 500
     audit_flush_interval: float = 0.05
+    audit_wait: float = 5.0  # seconds an operator-lane call waits for room in a full audit queue
     snapshot_reload_interval: float = 2.0
     egress_upstream_ca: str = ""
     log_level: str = "info"
@@ -165,5 +166,5 @@ def _check(s: Settings) -> None:
             raise SettingsError(f"{name} must be between 0 and 65535")
     if s.token_ttl < 60:
         raise SettingsError("token_ttl must be at least 60 seconds")
-    if s.upstream_timeout <= 0 or s.health_interval <= 0:
+    if s.upstream_timeout <= 0 or s.health_interval <= 0 or s.audit_wait <= 0:
         raise SettingsError("timeouts and intervals must be positive")

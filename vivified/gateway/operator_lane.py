@@ -112,6 +112,22 @@ def evaluate(
     return target, route.template, decision.reason
 
 
+async def audit_room(core: Core) -> None:
+    """Wait for room in the full audit queue, at most `audit_wait` seconds, then refuse: a
+    slow or failing store slows the callers (and finally refuses them) instead of letting
+    answered calls pile up unrecorded."""
+    try:
+        async with asyncio.timeout(core.settings.audit_wait):
+            await core.audit.room()
+    except TimeoutError:
+        raise LaneError(
+            503,
+            "audit_unavailable",
+            "the audit trail cannot record more calls now; retry shortly",
+            retry_after=2,
+        ) from None
+
+
 async def admit(core: Core, call: Call, scope: Scope) -> tuple[PluginView, bytes, str]:
     """Every check before forwarding (HTTP and WebSocket alike): the raw path, the token,
     the target, the declared endpoint, policy, audit health, the circuit. Returns the target,
@@ -151,6 +167,8 @@ async def admit(core: Core, call: Call, scope: Scope) -> tuple[PluginView, bytes
         raise LaneError(
             503, "circuit_open", f"{target.id} is failing; retry later", retry_after=wait
         )
+    if core.audit.full:  # this call's record comes after its answer: room for it first
+        await audit_room(core)
     call.decision, call.reason = "allow", reason
     return target, rest, path
 
@@ -167,7 +185,6 @@ class OperatorLane:
         rid = state.get("request_id") or os.urandom(16).hex()
         state["request_id"] = rid
         call = Call(scope["method"], rid)
-        await core.audit.room()  # this call's record comes after its answer: room for it first
         try:
             target, rest, path = await admit(core, call, scope)
             await self._forward(core, call, scope, receive, send, target, rest, path)

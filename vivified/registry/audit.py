@@ -125,6 +125,10 @@ class AuditWriter:
             return False
         return True
 
+    @property
+    def full(self) -> bool:
+        return self._queue.full()
+
     async def room(self) -> None:
         """Wait while the queue is full. Callers whose record comes after their answer (the
         operator lane) wait here first, so a slow store slows the callers instead of piling
