@@ -246,3 +246,22 @@ async def test_assertions_are_short_lived_and_audience_bound(service: TokenServi
     with pytest.raises(TokenError) as err:  # an assertion is not a plugin token
         await service.verify_plugin_token(issued.token, current_gen)
     assert err.value.code == "wrong_token_type"
+
+
+@pytest.mark.parametrize(
+    "message", [b"", b"a.b", b"x" * 1000, "ü.é".encode()], ids=["empty", "short", "long", "utf8"]
+)
+async def test_the_signer_matches_openssl_byte_for_byte(keys: KeyStore, message: bytes) -> None:
+    # Ed25519 is deterministic: libsodium and OpenSSL must give the very same signature, which
+    # the published public key verifies.
+    assert keys.sign(message) == keys.private_key().sign(message)
+    public = keys.public_key(keys.current_kid)
+    assert public is not None
+    public.verify(keys.sign(message), message)  # raises InvalidSignature when wrong
+
+
+async def test_the_signer_follows_rotation(keys: KeyStore) -> None:
+    before = keys.sign(b"m")
+    await keys.rotate(publish_for=60)
+    assert keys.sign(b"m") != before
+    assert keys.sign(b"m") == keys.private_key().sign(b"m")

@@ -156,7 +156,7 @@ class TokenService:
             head = self._headers[(kid, typ)] = _b64(raw.encode())
         payload = _b64(json.dumps(claims, separators=(",", ":")).encode())
         signing_input = f"{head}.{payload}"
-        signature = self._keys.private_key().sign(signing_input.encode("ascii"))
+        signature = self._keys.sign(signing_input.encode("ascii"))
         return f"{signing_input}.{_b64(signature)}"
 
     def issue_plugin_token(
