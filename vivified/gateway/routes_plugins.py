@@ -14,7 +14,7 @@ from vivified.gateway.problems import Problem, not_found
 from vivified.registry.manifest_schema import manifest_json_schema
 from vivified.registry.models import Plugin
 from vivified.registry.plugin_record import plugin_record
-from vivified.registry.registrar import RegistryError
+from vivified.registry.reregistration import RegistryError
 
 
 def _problem(exc: RegistryError) -> Problem:

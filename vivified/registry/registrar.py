@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from sqlalchemy import delete, or_
 from sqlalchemy.exc import IntegrityError
@@ -16,38 +16,18 @@ from sqlmodel import col
 from vivified.registry import registration_tokens
 from vivified.registry.audit import AuditWriter
 from vivified.registry.manifest import validate_manifest
-from vivified.registry.manifest_diff import diff_manifests, needs_approval, risk_rating
+from vivified.registry.manifest_diff import needs_approval, risk_rating
 from vivified.registry.models import ContractChoice, Grant, Plugin
 from vivified.registry.plugin_record import approved_manifest, looks_like_jwt, plugin_record
+from vivified.registry.reregistration import (
+    Credential,
+    RegistryError,
+    apply_reregistration,
+    check_existing,
+    check_new,
+)
 from vivified.registry.snapshot import SnapshotHolder
 from vivified.registry.tokens import TokenError, TokenService
-
-
-class RegistryError(Exception):
-    """A registry operation was refused; the gateway maps it to problem+json."""
-
-    def __init__(
-        self,
-        status: int,
-        code: str,
-        message: str,
-        errors: Sequence[Mapping[str, Any]] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.errors = errors
-
-
-@dataclass(frozen=True)
-class Credential:
-    """Who is registering: an admin-issued registration token, the plugin itself, or nobody."""
-
-    kind: Literal["registration_token", "plugin_token", "open"]
-    subject: str  # for the audit trail: token id, plugin id or "anonymous"
-    plugin_id: str | None = None  # bound plugin id (registration token) or token subject
-    token_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -174,7 +154,7 @@ class Registrar:
             async with self._writes, self._sessions() as s, s.begin():
                 row = await s.get(Plugin, pid, with_for_update=True)
                 if row is None:
-                    self._check_new(pid, cred)
+                    check_new(pid, cred)
                     await self._consume(s, cred)
                     auto = not needs_approval(manifest)
                     row = Plugin(
@@ -195,9 +175,9 @@ class Registrar:
                     await s.flush()
                     created, diff = True, None
                 else:
-                    self._check_existing(pid, cred)
+                    check_existing(pid, cred)
                     await self._consume(s, cred)
-                    diff = self._apply_reregistration(row, manifest, now)
+                    diff = apply_reregistration(row, manifest, now)
                     row.risk, row.risk_score = risk.level, risk.score
                     created = False
                 gen, status = row.gen, row.status
@@ -216,36 +196,6 @@ class Registrar:
             body["diff"] = diff
         return Outcome(created, body)
 
-    @staticmethod
-    def _check_new(pid: str, cred: Credential) -> None:
-        if cred.kind == "plugin_token":
-            raise RegistryError(
-                403, "token_for_other_plugin", "a plugin token can only re-register its own plugin"
-            )
-        if cred.kind == "registration_token" and cred.plugin_id not in (None, pid):
-            raise RegistryError(
-                403,
-                "registration_token_bound",
-                f"this registration token is bound to {cred.plugin_id!r}",
-            )
-
-    @staticmethod
-    def _check_existing(pid: str, cred: Credential) -> None:
-        if cred.kind == "registration_token" and cred.plugin_id not in (None, pid):
-            raise RegistryError(
-                403,
-                "registration_token_bound",
-                f"this registration token is bound to {cred.plugin_id!r}",
-            )
-        own = cred.plugin_id == pid and cred.kind in {"plugin_token", "registration_token"}
-        if not own:
-            raise RegistryError(
-                409,
-                "plugin_id_taken",
-                f"plugin id {pid!r} belongs to another owner; re-register with the plugin's own "
-                "token or a registration token bound to this id",
-            )
-
     async def _consume(self, s: AsyncSession, cred: Credential) -> None:
         if cred.token_id is not None and not await registration_tokens.consume(s, cred.token_id):
             raise RegistryError(
@@ -253,37 +203,6 @@ class Registrar:
                 "invalid_registration_token",
                 "the registration token is expired, revoked or used up",
             )
-
-    @staticmethod
-    def _apply_reregistration(
-        row: Plugin, manifest: dict[str, Any], now: float
-    ) -> dict[str, Any] | None:
-        """Update a known plugin; a widening change waits for approval. Returns the diff."""
-        approved = approved_manifest(row)
-        old_domains = set(row.manifest.get("allowed_domains", []))
-        row.gen += 1  # re-registration revokes every older token at once
-        row.manifest = manifest
-        row.name, row.version = manifest["name"], manifest["version"]
-        row.base_url = manifest["base_url"]
-        row.updated_at = now
-        if approved is None:  # never approved: the auto-approval rule decides again
-            row.status = "registered" if needs_approval(manifest) else "active"
-            if row.status == "active":
-                row.egress_domains = list(manifest.get("allowed_domains", []))
-            return None
-        diff = diff_manifests(approved, manifest)
-        if diff.widened:
-            row.pending = {"approved": dict(approved), "diff": diff.to_dict()}
-            if row.status == "active":
-                row.status = "registered"
-            return diff.to_dict()
-        if row.pending:  # back within what was approved: the pending approval is moot
-            row.pending = None
-            if row.status == "registered":
-                row.status = "active"
-        dropped = old_domains - set(manifest.get("allowed_domains", []))
-        row.egress_domains = [d for d in row.egress_domains if d not in dropped]
-        return diff.to_dict()
 
     # -- lifecycle ---------------------------------------------------------------------------
 
