@@ -7,7 +7,7 @@ import functools
 from dataclasses import dataclass
 from typing import Any
 
-from jsonschema import Draft202012Validator
+from jsonschema_rs import Draft202012Validator
 
 # the trait rule lives in policy; the catalogue re-exports it for the manifest checks
 from vivified.policy.events import can_receive as can_receive
@@ -167,20 +167,28 @@ def event_type(name: object) -> EventType | None:
 
 @functools.cache
 def _validator(name: str) -> Draft202012Validator:
+    """The compiled validator of one type (jsonschema-rs: ~0.2 µs for a valid event where the
+    pure-Python `jsonschema` took ~14 µs, a tenth of POST /events). Formats are asserted
+    (2020-12 treats them as annotations by default) and no `$ref` is ever fetched."""
     entry = _BY_NAME[name]
-    return Draft202012Validator(entry.schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
+    return Draft202012Validator(entry.schema, validate_formats=True, offline=True)
 
 
 def data_problems(name: str, data: object) -> list[dict[str, str]]:
     """Every way `data` breaks the schema of event type `name`, as `{path, code, message}`
-    with JSON pointers under `/data`."""
+    with JSON pointers under `/data`; the code names the failing keyword."""
+    validator = _validator(name)
+    if validator.is_valid(data):  # the common case, without building error objects
+        return []
     problems = []
-    for err in sorted(_validator(name).iter_errors(data), key=lambda e: list(e.absolute_path)):
+    errors = validator.iter_errors(data)
+    for err in sorted(errors, key=lambda e: [(isinstance(p, str), p) for p in e.instance_path]):
         pointer = "".join(
-            "/" + str(p).replace("~", "~0").replace("/", "~1") for p in err.absolute_path
+            "/" + str(p).replace("~", "~0").replace("/", "~1") for p in err.instance_path
         )
+        keyword = err.schema_path[-1] if err.schema_path else "schema"
         problems.append(
-            {"path": "/data" + pointer, "code": f"schema_{err.validator}", "message": err.message}
+            {"path": "/data" + pointer, "code": f"schema_{keyword}", "message": err.message}
         )
     return problems
 
