@@ -150,6 +150,7 @@ def test_catalogue_lists_types_with_classification_and_schema() -> None:
 def test_publish_is_delivered_with_an_assertion(lane: Lane) -> None:
     r = lane.publish({"type": "UserCreated", "data": USER})
     assert r.status_code == 202, r.text
+    assert len(r.headers["x-vivified-request-id"]) == 32
     eid = r.json()["id"]
     wait_for(lambda: eid in lane.hook.ids())
     event, headers = lane.hook.got[lane.hook.ids().index(eid)]
@@ -224,6 +225,8 @@ def test_refused_publications(
     r = lane.publish(body, who)
     assert r.status_code == status, r.text
     assert r.json()["reason"] == reason
+    assert r.headers["content-type"] == "application/problem+json"
+    assert len(r.headers["x-vivified-request-id"]) == 32  # core's id, on every answer
     if reason == "invalid_data":
         paths = {e["path"] for e in r.json()["errors"]}
         assert paths == {"/data", "/data/user_id"}

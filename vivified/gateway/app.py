@@ -26,18 +26,20 @@ from vivified.gateway.core import Core
 from vivified.gateway.middleware import RequestContext
 from vivified.gateway.operator_lane import OperatorLane
 from vivified.gateway.operator_ws import relay_websocket
-from vivified.gateway.problems import EXCEPTION_HANDLERS
+from vivified.gateway.problems import EXCEPTION_HANDLERS, direct
 
 
 class Gateway:
-    """The ASGI app uvicorn serves. Operator-lane requests go straight to the lane (with the
-    request-id middleware) instead of through Starlette's router, which would try every core
-    route first; everything else, and the lifespan, is Starlette's."""
+    """The ASGI app uvicorn serves. Operator-lane requests go straight to the lane (it sets
+    its own request id) instead of through Starlette's router, which would try every core
+    route first; `POST /events` goes straight to its endpoint behind the request-id
+    middleware (see `problems.direct`); everything else, and the lifespan, is Starlette's."""
 
     def __init__(self, app: Starlette, lane: ASGIApp, core_segments: frozenset[str]) -> None:
         self.app = app
         self.lane = lane
         self.core_segments = core_segments
+        self.publish = RequestContext(direct(routes_events.publish))
 
     @property
     def state(self) -> State:
@@ -48,7 +50,10 @@ class Gateway:
         return bool(sep) and first not in self.core_segments
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and self.is_lane(scope["path"]):
+        if scope["type"] == "http" and scope["path"] == "/events" and scope["method"] == "POST":
+            scope["app"] = self.app
+            await self.publish(scope, receive, send)
+        elif scope["type"] == "http" and self.is_lane(scope["path"]):
             scope["app"] = self.app
             await self.lane(scope, receive, send)
         elif scope["type"] == "websocket" and self.is_lane(scope["path"]):
