@@ -79,6 +79,7 @@ def test_rejected_registration_stores_nothing_and_keeps_the_token_use(
         pytest.param(b"", "application/json", 400, id="empty-body"),
         pytest.param(b"[1, 2]", "application/json", 422, id="json-array"),
         pytest.param(b'{"id": NaN}', "application/json", 400, id="nan-constant"),
+        pytest.param(b'{"id": "a", "x": -1e400}', "application/json", 400, id="float-overflow"),
         pytest.param(b"x" * (1024 * 1024 + 1), "application/json", 413, id="over-1mib"),
         pytest.param(b"{}", "text/plain", 415, id="wrong-media-type"),
     ],

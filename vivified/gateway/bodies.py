@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 from starlette.requests import Request
@@ -40,13 +41,22 @@ async def read_json(request: Request, cap: int, *, allow_empty: bool = False) ->
     if ctype and ctype != "application/json" and not ctype.endswith("+json"):
         raise Problem(415, "send the body as application/json", code="unsupported_media_type")
     try:
-        return json.loads(raw, parse_constant=_reject_constant)
+        return json.loads(raw, parse_constant=_reject_constant, parse_float=_finite_float)
     except (ValueError, RecursionError) as exc:
         raise Problem(400, f"malformed JSON: {exc}", code="malformed_json") from exc
 
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
+
+
+def _finite_float(text: str) -> float:
+    """A JSON number; one too large for a float (1e400) would become infinity, which core
+    could never write back as JSON (an event stored with it would reach no subscriber)."""
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(f"{text} is out of range")
+    return value
 
 
 def json_object(value: Any, what: str = "body") -> dict[str, Any]:
