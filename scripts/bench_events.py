@@ -15,7 +15,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -23,16 +22,11 @@ from typing import Any
 import aiohttp
 import httpx
 import nats
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from support.manifests import seed
 from support.procs import CoreProcess, admin_headers, register, registration_token
-from support.upstream import serve_in_thread
 
 from vivified.config.nats_server import ManagedNats
 
@@ -40,15 +34,65 @@ N = 3000
 SENT = 0
 CONCURRENCY = 32
 RATES = (200, 1000, 2000)  # paced publish rates for the latency runs (3 s each)
-received: dict[str, float] = {}
-lock = threading.Lock()
+
+# The subscriber's webhook runs in a process of its own (raw ASGI on uvicorn + uvloop), so
+# that neither the publisher's work nor a shared GIL delays the arrival times it takes.
+# perf_counter is CLOCK_MONOTONIC: comparable across the processes of one machine.
+HOOK = """
+import json, time
+received = {}
+
+async def app(scope, receive, send):
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            break
+    status, out = 204, b""
+    if scope["method"] == "POST" and scope["path"] == "/events":
+        received[json.loads(body)["id"]] = time.perf_counter()
+    elif scope["path"] == "/count":
+        last = max(received.values()) if received else 0.0
+        status, out = 200, json.dumps([len(received), last]).encode()
+    elif scope["path"] == "/received":
+        status, out = 200, json.dumps(received).encode()
+    elif scope["path"] == "/reset":
+        received.clear()
+    await send({"type": "http.response.start", "status": status, "headers": []})
+    await send({"type": "http.response.body", "body": out})
+"""
 
 
-async def hook(request: Request) -> Response:
-    event = await request.json()
-    with lock:
-        received[event["id"]] = time.perf_counter()
-    return Response(status_code=204)
+def start_hook(tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
+    (tmp / "bench_hook.py").write_text(HOOK)
+    port_file = tmp / "hook.port"
+    cmd = (
+        "import socket,uvicorn;"
+        "s=socket.socket();s.bind(('127.0.0.1',0));"
+        f"open({str(port_file)!r},'w').write(str(s.getsockname()[1]));"
+        "uvicorn.Server(uvicorn.Config('bench_hook:app',log_level='warning',"
+        "access_log=False,lifespan='off',http='httptools',loop='uvloop'))"
+        ".run(sockets=[s])"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", cmd], cwd=tmp)
+    deadline = time.monotonic() + 20
+    while not port_file.exists() or not port_file.read_text():
+        if time.monotonic() > deadline or proc.poll() is not None:
+            sys.exit("webhook receiver did not start")
+        time.sleep(0.05)
+    return proc, f"http://127.0.0.1:{port_file.read_text()}"
+
+
+def hook_count(hook_url: str) -> tuple[int, float]:
+    """How many distinct events arrived, and when the last one did."""
+    count, last = httpx.get(hook_url + "/count", trust_env=False, timeout=30).json()
+    return int(count), float(last)
+
+
+def hook_received(hook_url: str) -> dict[str, float]:
+    got: dict[str, float] = httpx.get(hook_url + "/received", trust_env=False, timeout=60).json()
+    return got
 
 
 def publish_many(url: str, token: str, seconds: int = 8) -> float:
@@ -104,7 +148,9 @@ async def raw_js(url: str, n: int) -> float:
     return rate
 
 
-async def latency(url: str, token: str, rate: int, seconds: float = 3.0) -> list[float]:
+async def latency(
+    url: str, token: str, hook_url: str, rate: int, seconds: float = 3.0
+) -> list[float]:
     """Publish at a steady `rate` (aiohttp, one task per event on a fixed schedule, entity
     subjects spread over the ordering lanes); milliseconds from 202 to webhook arrival."""
     sent: dict[str, float] = {}
@@ -130,16 +176,17 @@ async def latency(url: str, token: str, rate: int, seconds: float = 3.0) -> list
             tasks.append(asyncio.create_task(one(i)))
         await asyncio.gather(*tasks)
     deadline = time.perf_counter() + 60
-    # polling a dict the webhook thread fills: no event to await across threads
-    while time.perf_counter() < deadline and not all(k in received for k in sent):  # noqa: ASYNC110
-        await asyncio.sleep(0.05)
+    # polling the receiver process: there is nothing to await across processes
+    while time.perf_counter() < deadline and hook_count(hook_url)[0] < len(sent):  # noqa: ASYNC110
+        await asyncio.sleep(0.1)
+    received = hook_received(hook_url)
     return sorted((received[k] - t) * 1000 for k, t in sent.items() if k in received)
 
 
 def main() -> None:
-    app = Starlette(routes=[Route("/events", hook, methods=["POST"])])
-    with tempfile.TemporaryDirectory() as d, serve_in_thread(app) as hook_url:
+    with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
+        hook, hook_url = start_hook(tmp)
         nats_server = ManagedNats(tmp / "nats")
         nats_url = nats_server.start()
         gw = CoreProcess(
@@ -167,17 +214,20 @@ def main() -> None:
             accepted = publish_many(gw.url, token)
             raw = asyncio.run(raw_js(nats_url, N))
             deadline = time.perf_counter() + 120
-            while len(received) < SENT and time.perf_counter() < deadline:
+            backlog_drained, last = hook_count(hook_url)
+            while backlog_drained < SENT and time.perf_counter() < deadline:
                 time.sleep(0.2)
-            backlog_drained = len(received)
-            drain_rate = backlog_drained / (max(received.values()) - burst_started)
+                backlog_drained, last = hook_count(hook_url)
+            drain_rate = backlog_drained / (last - burst_started)
             lats = {}
             for rate in RATES:
-                received.clear()
-                lats[rate] = asyncio.run(latency(gw.url, token, rate))
+                httpx.post(hook_url + "/reset", trust_env=False, timeout=30)
+                lats[rate] = asyncio.run(latency(gw.url, token, hook_url, rate))
         finally:
             gw.stop()
             nats_server.stop()
+            hook.terminate()
+            hook.wait(10)
     print(f"event lane, {CONCURRENCY} concurrent publishers (wrk), {SENT} events published")
     print(f"  POST /events accepted : {accepted:8.0f} events/s (goal >= 5000)")
     print(f"  raw JetStream publish : {raw:8.0f} events/s   ratio {accepted / raw:.3f}")
