@@ -25,6 +25,7 @@ import nats
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
+from bench_serve import serve_source
 from support.manifests import seed
 from support.procs import CoreProcess, admin_headers, register, registration_token
 
@@ -65,23 +66,7 @@ async def app(scope, receive, send):
 
 
 def start_hook(tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
-    (tmp / "bench_hook.py").write_text(HOOK)
-    port_file = tmp / "hook.port"
-    cmd = (
-        "import socket,uvicorn;"
-        "s=socket.socket();s.bind(('127.0.0.1',0));"
-        f"open({str(port_file)!r},'w').write(str(s.getsockname()[1]));"
-        "uvicorn.Server(uvicorn.Config('bench_hook:app',log_level='warning',"
-        "access_log=False,lifespan='off',http='httptools',loop='uvloop'))"
-        ".run(sockets=[s])"
-    )
-    proc = subprocess.Popen([sys.executable, "-c", cmd], cwd=tmp)
-    deadline = time.monotonic() + 20
-    while not port_file.exists() or not port_file.read_text():
-        if time.monotonic() > deadline or proc.poll() is not None:
-            sys.exit("webhook receiver did not start")
-        time.sleep(0.05)
-    return proc, f"http://127.0.0.1:{port_file.read_text()}"
+    return serve_source(tmp, "bench_hook", HOOK, probe="/count")
 
 
 def hook_count(hook_url: str) -> tuple[int, float]:

@@ -23,6 +23,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
+from bench_serve import pin, serve_source
 from support.manifests import simple
 from support.procs import CoreProcess, admin_headers, register, registration_token
 
@@ -84,10 +85,6 @@ async def app(scope, receive, send):
 """
 
 
-def _pin(cpu: int) -> list[str]:
-    return ["taskset", "-c", str(cpu)] if shutil.which("taskset") and os.cpu_count() else []
-
-
 def wrk(
     url: str,
     headers: dict[str, str],
@@ -100,7 +97,7 @@ def wrk(
     a response and its next request, so the offered rate stays below saturation."""
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed (Debian: apt-get install wrk)")
-    cmd = [*_pin(1), "wrk", "-t1", f"-c{connections}", f"-d{DURATION}s", "--latency"]
+    cmd = [*pin(1), "wrk", "-t1", f"-c{connections}", f"-d{DURATION}s", "--latency"]
     if paced is not None:
         cmd += ["-s", str(paced)]
     for k, v in headers.items():
@@ -120,63 +117,12 @@ def wrk(
 
 
 def start_upstream(tmp: Path) -> tuple[subprocess.Popen[bytes], str]:
-    (tmp / "bench_upstream.py").write_text(UPSTREAM)
-    port_file = tmp / "upstream.port"
-    sock_cmd = (
-        "import socket,sys,uvicorn;"
-        "s=socket.socket();s.bind(('127.0.0.1',0));"
-        f"open({str(port_file)!r},'w').write(str(s.getsockname()[1]));"
-        "uvicorn.Server(uvicorn.Config('bench_upstream:app',log_level='warning',"
-        "access_log=False,lifespan='off',http='httptools',loop='uvloop'))"
-        ".run(sockets=[s])"
-    )
-    proc = subprocess.Popen([*_pin(1), sys.executable, "-c", sock_cmd], cwd=tmp)
-    deadline = time.monotonic() + 20
-    while not port_file.exists() or not port_file.read_text():
-        if time.monotonic() > deadline or proc.poll() is not None:
-            sys.exit("upstream did not start")
-        time.sleep(0.05)
-    url = f"http://127.0.0.1:{port_file.read_text()}"
-    _wait_http(url + "/api/items/42")
-    return proc, url
-
-
-def _wait_http(url: str, timeout: float = 20) -> None:
-    """The port file appears when the socket is bound; wait until it also answers."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            httpx.get(url, trust_env=False, timeout=2)
-            return
-        except httpx.HTTPError:
-            time.sleep(0.05)
-    sys.exit(f"{url} did not answer")
+    return serve_source(tmp, "bench_upstream", UPSTREAM, probe="/api/items/42", cpu=1)
 
 
 def start_naive(tmp: Path, upstream_url: str, source: str) -> tuple[subprocess.Popen[bytes], str]:
     """A plain Starlette proxy with an aiohttp client (`source`), in its own directory."""
-    tmp.mkdir()
-    (tmp / "bench_naive.py").write_text(source)
-    port_file = tmp / "naive.port"
-    cmd = (
-        "import socket,uvicorn;"
-        "s=socket.socket();s.bind(('127.0.0.1',0));"
-        f"open({str(port_file)!r},'w').write(str(s.getsockname()[1]));"
-        "uvicorn.Server(uvicorn.Config('bench_naive:app',log_level='warning',"
-        "access_log=False,lifespan='off',http='httptools',loop='uvloop'))"
-        ".run(sockets=[s])"
-    )
-    proc = subprocess.Popen(
-        [*_pin(0), sys.executable, "-c", cmd], cwd=tmp, env={**os.environ, "UP": upstream_url}
-    )
-    deadline = time.monotonic() + 20
-    while not port_file.exists() or not port_file.read_text():
-        if time.monotonic() > deadline or proc.poll() is not None:
-            sys.exit("naive proxy did not start")
-        time.sleep(0.05)
-    url = f"http://127.0.0.1:{port_file.read_text()}"
-    _wait_http(url + "/x")
-    return proc, url
+    return serve_source(tmp, "bench_naive", source, probe="/x", cpu=0, env={"UP": upstream_url})
 
 
 def main() -> None:
