@@ -20,10 +20,10 @@ import time
 from collections import Counter
 from typing import Any
 
-import nats.errors
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from vivified.config.settings import Settings
+from vivified.gateway.event_pull import LanePull
 from vivified.gateway.event_stream import EventStream
 from vivified.gateway.upstream_pool import UpstreamError, UpstreamPool, base_path, encode_path
 from vivified.policy.events import decide_delivery
@@ -115,12 +115,15 @@ class Dispatcher:
 
     async def _worker(self, pid: str, lane: int) -> None:
         while True:
+            pull: LanePull | None = None
             try:
                 js = await self._stream.js()
-                psub = await js.pull_subscribe(
-                    self._stream.lane_filter(lane),
-                    durable=consumer_name(pid, lane),
+                pull = LanePull(
+                    self._stream.client(),
+                    js,
                     stream=self._stream.events,
+                    durable=consumer_name(pid, lane),
+                    filter_subject=self._stream.lane_filter(lane),
                     config=ConsumerConfig(
                         ack_policy=AckPolicy.EXPLICIT,
                         deliver_policy=DeliverPolicy.NEW,
@@ -128,12 +131,10 @@ class Dispatcher:
                         ack_wait=30,
                     ),
                 )
+                await pull.start()
                 while True:
-                    try:
-                        msgs = await psub.fetch(1, timeout=2)
-                    except nats.errors.TimeoutError:
-                        continue
-                    for msg in msgs:
+                    msg = await pull.next()
+                    if msg is not None:
                         await self._handle(pid, msg)
             except asyncio.CancelledError:
                 raise
@@ -142,6 +143,9 @@ class Dispatcher:
                     "event worker for %s lane %d: %s; retrying", pid, lane, type(exc).__name__
                 )
                 await asyncio.sleep(1.0)
+            finally:
+                if pull is not None:
+                    await pull.close()
 
     async def _handle(self, pid: str, msg: Any) -> None:
         try:

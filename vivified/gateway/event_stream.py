@@ -16,6 +16,7 @@ import zlib
 from datetime import UTC, datetime
 from typing import Any
 
+from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.api import RetentionPolicy, StorageType, StreamConfig
 
@@ -87,11 +88,16 @@ class EventStream:
     def deadletters(self) -> str:
         return self._settings.events_dlq_stream
 
-    async def js(self) -> JetStreamContext:
-        """A JetStream context on a live connection, with both streams in place."""
+    def client(self) -> Client:
+        """The live NATS connection (StreamUnavailable without one)."""
         nc = self._bus.client if self._bus is not None else None
         if nc is None:
             raise StreamUnavailable("NATS is not connected")
+        return nc
+
+    async def js(self) -> JetStreamContext:
+        """A JetStream context on a live connection, with both streams in place."""
+        nc = self.client()
         if self._ready_for is not nc or self._js is None:
             js = nc.jetstream(timeout=2)
             await self._ensure(js)
