@@ -107,5 +107,12 @@ async def test_a_deleted_consumer_is_an_error(js: tuple[Client, JetStreamContext
         await context.delete_consumer(STREAM, "sub-x-l0")
         with pytest.raises(PullFailed):
             await waiting
+        with pytest.raises(PullFailed):  # asking a consumer that is gone: an error, not "empty"
+            await pull.next()
+        await pull.start()  # what the worker does next: the consumer is made again
+        await context.publish("pulltest.T.0", b"after")
+        msg = await pull.next()
+        assert msg is not None
+        assert msg.data == b"after"
     finally:
         await pull.close()

@@ -71,8 +71,9 @@ class LanePull:
                 name=self._durable, durable_name=self._durable, filter_subject=self._filter
             )
             await self._js.add_consumer(self._stream, config=config)
-        self._inbox = self._nc.new_inbox()
-        self._sub = await self._nc.subscribe(self._inbox, cb=self._arrived)
+        if self._sub is None:
+            self._inbox = self._nc.new_inbox()
+            self._sub = await self._nc.subscribe(self._inbox, cb=self._arrived)
 
     async def _arrived(self, msg: Msg) -> None:
         self._queue.put_nowait(msg)
