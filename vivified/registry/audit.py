@@ -217,18 +217,18 @@ class AuditWriter:
             if self._queue.qsize() < self._batch_size - 1 and self._flush_interval > 0:
                 # Wait a moment for company: fewer, larger transactions (off the request path).
                 await asyncio.sleep(self._flush_interval)
-            while len(batch) < self._batch_size and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
-            self._taken.set()
-            await self._write_until_done(batch)
+            await self._write_until_done(self._take(batch))
 
     async def _drain_once(self) -> None:
         while not self._queue.empty():
-            batch: list[AuditEvent] = []
-            while len(batch) < self._batch_size and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
-            self._taken.set()
-            await self._write_until_done(batch)
+            await self._write_until_done(self._take([]))
+
+    def _take(self, batch: list[AuditEvent]) -> list[AuditEvent]:
+        """Fill `batch` from the queue up to the batch size; wakes callers waiting for room."""
+        while len(batch) < self._batch_size and not self._queue.empty():
+            batch.append(self._queue.get_nowait())
+        self._taken.set()
+        return batch
 
     async def _write_until_done(self, batch: list[AuditEvent]) -> None:
         self._in_flight = len(batch)

@@ -39,28 +39,28 @@ class Credential:
     token_id: str | None = None
 
 
+def _check_binding(pid: str, cred: Credential) -> None:
+    """A registration token bound to another id is refused, whether `pid` is new or known."""
+    if cred.kind == "registration_token" and cred.plugin_id not in (None, pid):
+        raise RegistryError(
+            403,
+            "registration_token_bound",
+            f"this registration token is bound to {cred.plugin_id!r}",
+        )
+
+
 def check_new(pid: str, cred: Credential) -> None:
     """A new id: any registration token not bound to another id, or open registration."""
     if cred.kind == "plugin_token":
         raise RegistryError(
             403, "token_for_other_plugin", "a plugin token can only re-register its own plugin"
         )
-    if cred.kind == "registration_token" and cred.plugin_id not in (None, pid):
-        raise RegistryError(
-            403,
-            "registration_token_bound",
-            f"this registration token is bound to {cred.plugin_id!r}",
-        )
+    _check_binding(pid, cred)
 
 
 def check_existing(pid: str, cred: Credential) -> None:
     """A known id: only the plugin's own token or a registration token bound to this id."""
-    if cred.kind == "registration_token" and cred.plugin_id not in (None, pid):
-        raise RegistryError(
-            403,
-            "registration_token_bound",
-            f"this registration token is bound to {cred.plugin_id!r}",
-        )
+    _check_binding(pid, cred)
     own = cred.plugin_id == pid and cred.kind in {"plugin_token", "registration_token"}
     if not own:
         raise RegistryError(
