@@ -17,6 +17,7 @@ import uvloop
 
 from vivified.config.logs import configure_logging
 from vivified.config.nats_server import ManagedNats
+from vivified.config.port_file import wait_port
 from vivified.config.settings import Settings, SettingsError, load_settings
 
 
@@ -39,15 +40,28 @@ def _settings(args: argparse.Namespace) -> Settings:
     return load_settings(flags, config_file=args.config)
 
 
+def _passthrough(args: argparse.Namespace) -> list[str]:
+    """The settings flags given to this command, for its worker processes."""
+    out: list[str] = []
+    for flag in ("config", "data_dir", "host"):
+        value = getattr(args, flag)
+        if value is not None:
+            out += [f"--{flag.replace('_', '-')}", str(value)]
+    return out
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vivified", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     for name, help_text in (
         ("up", "run gateway and egress proxy together on this machine"),
-        ("gateway", "run the gateway alone (one replica)"),
+        ("gateway", "run the gateway alone (one replica; VIVIFIED_GATEWAY_WORKERS processes)"),
         ("egress", "run the egress proxy alone (one replica)"),
     ):
-        _settings_flags(sub.add_parser(name, help=help_text))
+        command = sub.add_parser(name, help=help_text)
+        _settings_flags(command)
+        if name == "gateway":  # one of several on a shared port (started by the supervisor)
+            command.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     val = sub.add_parser("validate", help="validate plugin manifest files")
     val.add_argument("files", nargs="+")
     val.add_argument("--json", action="store_true", help="machine-readable output")
@@ -73,12 +87,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"vivified: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level)
+    if args.command == "gateway" and settings.gateway_workers > 1 and not args.worker:
+        from vivified.gateway.workers import supervise
+
+        return supervise(
+            settings.gateway_workers,
+            settings.gateway_port,
+            args.port_file,
+            _passthrough(args),
+        )
     if args.command == "gateway":
         from vivified.gateway.serve import serve_gateway
 
         # uvloop (shipped with uvicorn[standard]) roughly doubles what one core proxies.
         with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-            return runner.run(serve_gateway(settings, port_file=args.port_file))
+            return runner.run(
+                serve_gateway(settings, port_file=args.port_file, reuse_port=args.worker)
+            )
     if args.command == "egress":
         from vivified.egress.launcher import main as egress_main
 
@@ -143,17 +168,6 @@ async def _prepare(settings: Settings) -> str | None:
         await engine.dispose()
 
 
-def _wait_port(path: Path, proc: subprocess.Popen[Any], timeout: float = 60) -> int:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"child exited with {proc.returncode}")
-        if path.exists() and path.read_text().strip():
-            return int(path.read_text())
-        time.sleep(0.05)
-    raise RuntimeError(f"no port written to {path} within {timeout}s")
-
-
 def up(settings: Settings, args: argparse.Namespace) -> int:
     """Run the whole stack on one machine and stop it cleanly on Ctrl-C."""
     admin_token = asyncio.run(_prepare(settings))
@@ -189,7 +203,7 @@ def up(settings: Settings, args: argparse.Namespace) -> int:
                 cmd += ["--config", args.config]
             # Our own interpreter and module with validated settings: no untrusted input.
             children.append((name, subprocess.Popen(cmd, env=env), port_file))  # noqa: S603
-        ports = {name: _wait_port(pf, proc) for name, proc, pf in children}
+        ports = {name: wait_port(pf, proc, name, 120) for name, proc, pf in children}
         _print_banner(settings, ports, admin_token, env.get("VIVIFIED_NATS_URL", ""), nats)
         return _supervise([proc for _, proc, _ in children])
     except KeyboardInterrupt:

@@ -27,6 +27,8 @@ def test_precedence_flags_over_environment_over_file(tmp_path: Path) -> None:
         pytest.param({"VIVIFIED_EVENTS_SUBJECT": "events"}, "dotted tokens", id="flat-subject"),
         pytest.param({"VIVIFIED_REGISTRATION": "anyone"}, "'token' or 'open'", id="registration"),
         pytest.param({"VIVIFIED_GATEWAY_PORT": "70000"}, "between 0 and 65535", id="port"),
+        pytest.param({"VIVIFIED_GATEWAY_WORKERS": "0"}, "between 1 and 64", id="no-workers"),
+        pytest.param({"VIVIFIED_GATEWAY_WORKERS": "65"}, "between 1 and 64", id="many-workers"),
         pytest.param({"VIVIFIED_TOKEN_TTL": "10"}, "at least 60", id="short-ttl"),
         pytest.param({"VIVIFIED_UPSTREAM_TIMEOUT": "0"}, "positive", id="zero-timeout"),
         pytest.param({"VIVIFIED_AUDIT_WAIT": "-1"}, "positive", id="negative-audit-wait"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import socket
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -26,6 +27,8 @@ class Settings:
     data_dir: Path = Path(".vivified")
     host: str = "127.0.0.1"
     gateway_port: int = 8000
+    # Gateway processes sharing the port (SO_REUSEPORT), each a full replica: one per core.
+    gateway_workers: int = 1
     egress_port: int = 8081
     database_url: str = ""  # empty: SQLite in data_dir
     nats_url: str = ""  # empty: a managed nats-server under data_dir
@@ -158,6 +161,10 @@ def _check(s: Settings) -> None:
         raise SettingsError("VIVIFIED_EVENTS_SUBJECT must be dotted tokens, e.g. vivified.events")
     if not 1 <= s.events_partitions <= 64:
         raise SettingsError("VIVIFIED_EVENTS_PARTITIONS must be between 1 and 64")
+    if not 1 <= s.gateway_workers <= 64:
+        raise SettingsError("VIVIFIED_GATEWAY_WORKERS must be between 1 and 64")
+    if s.gateway_workers > 1 and not hasattr(socket, "SO_REUSEPORT"):
+        raise SettingsError("VIVIFIED_GATEWAY_WORKERS > 1 needs SO_REUSEPORT (Linux, BSD)")
     if s.registration not in {"token", "open"}:
         raise SettingsError("VIVIFIED_REGISTRATION must be 'token' or 'open'")
     for name in ("gateway_port", "egress_port"):

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from vivified.config.egress_ca import ensure_ca
+from vivified.config.port_file import write_port
 from vivified.config.settings import Settings
 from vivified.egress.addon import EgressAddon
 from vivified.egress.auth import ProxyAuthenticator
@@ -95,9 +96,7 @@ class _Ready:
         self.port = int(addrs[0][1])
         self._addon.own_listeners.append((self._settings.host, self.port))
         if self._port_file:
-            tmp = Path(self._port_file + ".tmp")
-            tmp.write_text(str(self.port))
-            tmp.replace(self._port_file)
+            write_port(self._port_file, self.port)
         log.warning("egress proxy listening on %s:%d", self._settings.host, self.port)
         if self._ready is not None:
             self._ready.set()

@@ -4,17 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import os
-from pathlib import Path
+import socket
 
 import uvicorn
 
+from vivified.config.port_file import write_port
 from vivified.config.settings import Settings
 from vivified.gateway.app import create_app
 
 
-async def serve_gateway(settings: Settings, *, port_file: str | None = None) -> int:
-    """Run until SIGINT/SIGTERM; writes the bound port to `port_file` once listening."""
+async def serve_gateway(
+    settings: Settings, *, port_file: str | None = None, reuse_port: bool = False
+) -> int:
+    """Run until SIGINT/SIGTERM; writes the bound port to `port_file` once listening.
+
+    With `reuse_port` (a worker of `vivified.gateway.workers`) the socket is bound with
+    SO_REUSEPORT, so the kernel spreads new connections over every worker on the port.
+    """
     config = uvicorn.Config(
         create_app(settings),
         host=settings.host,
@@ -28,7 +34,8 @@ async def serve_gateway(settings: Settings, *, port_file: str | None = None) -> 
         timeout_graceful_shutdown=10,
     )
     server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
+    sockets = [_shared_socket(settings.host, settings.gateway_port)] if reuse_port else None
+    task = asyncio.create_task(server.serve(sockets=sockets))
     while not server.started:
         if task.done():
             await task
@@ -41,12 +48,20 @@ async def serve_gateway(settings: Settings, *, port_file: str | None = None) -> 
     gc.set_threshold(50_000, 20, 20)
     port = server.servers[0].sockets[0].getsockname()[1]
     if port_file:
-        await asyncio.to_thread(_write_port, port_file, port)
+        await asyncio.to_thread(write_port, port_file, port)
     await task
     return 0
 
 
-def _write_port(port_file: str, port: int) -> None:
-    tmp = Path(port_file + ".tmp")
-    tmp.write_text(str(port))
-    os.replace(tmp, port_file)  # atomic: a reader never sees a half-written file
+def _shared_socket(host: str, port: int) -> socket.socket:
+    """A listening socket other workers of this user can bind too (Linux checks the UID)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock

@@ -1,0 +1,146 @@
+"""VIVIFIED_GATEWAY_WORKERS: several gateway processes on one port, supervised.
+
+A real `vivified gateway` with two workers: the kernel spreads connections over both (seen
+in /proc: which worker holds which connection), both append to one intact audit chain, a
+worker that dies is replaced while the other serves, and stopping the gateway stops all.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from support.procs import CoreProcess, admin_headers
+
+CONNECTIONS = 48
+
+
+@pytest.fixture
+def gateway(tmp_path: Path) -> Iterator[CoreProcess]:
+    gw = CoreProcess("gateway", tmp_path, {"VIVIFIED_GATEWAY_WORKERS": "2"}).start(timeout=120)
+    try:
+        yield gw
+    finally:
+        gw.stop()
+
+
+def children(pid: int) -> set[int]:
+    found = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue  # exited meanwhile
+            fields = stat.rsplit(")", 1)[1].split()
+            if int(fields[1]) == pid and fields[0] != "Z":
+                found.add(int(entry))
+    return found
+
+
+def socket_inodes(pid: int) -> set[str]:
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    return inodes
+
+
+def established_on(port: int) -> set[str]:
+    """Inodes of the established TCP connections whose local port is `port`."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            local_port = int(fields[1].rsplit(":", 1)[1], 16)
+            if local_port == port and fields[3] == "01":  # 01: ESTABLISHED
+                inodes.add(fields[9])
+    return inodes
+
+
+def wait_for(check: Callable[[], bool], bound: float = 60) -> None:
+    deadline = time.monotonic() + bound
+    while not check():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.1)
+
+
+def lane_call(conn: socket.socket, target: str) -> bytes:
+    """One operator-lane call without a token (refused 401, audited) on a kept connection."""
+    conn.sendall(f"GET /{target}/x HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+    answer = b""
+    while b"\r\n\r\n" not in answer:
+        chunk = conn.recv(65536)
+        assert chunk, "the gateway closed the connection"
+        answer += chunk
+    return answer.split(b"\r\n", 1)[0]
+
+
+def test_workers_share_the_port_and_one_audit_chain(gateway: CoreProcess) -> None:
+    assert gateway.proc is not None
+    workers = children(gateway.proc.pid)
+    assert len(workers) == 2
+    conns = [socket.create_connection(("127.0.0.1", gateway.port)) for _ in range(CONNECTIONS)]
+    try:
+        statuses = [lane_call(conn, "nobody") for conn in conns]
+        assert all(s.startswith(b"HTTP/1.1 401") for s in statuses), statuses
+        ours = established_on(gateway.port)
+        held = {pid: len(socket_inodes(pid) & ours) for pid in workers}
+        assert sum(held.values()) == CONNECTIONS, held
+        assert all(n > 0 for n in held.values()), held  # both workers serve connections
+    finally:
+        for conn in conns:
+            conn.close()
+    with httpx.Client(base_url=gateway.url, trust_env=False, timeout=30) as c:
+
+        def recorded() -> int:
+            params = {"lane": "operator", "target": "nobody", "limit": "1000"}
+            r = c.get("/admin/audit", params=params, headers=admin_headers())
+            assert r.status_code == 200, r.text
+            return len(r.json()["items"])
+
+        wait_for(lambda: recorded() >= CONNECTIONS)
+        assert recorded() == CONNECTIONS
+    verify = subprocess.run(
+        [sys.executable, "-m", "vivified", "audit", "verify"],
+        env=gateway.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert verify.returncode == 0, verify.stderr
+    assert "audit chain OK" in verify.stdout
+
+
+def test_a_dead_worker_is_replaced_and_stopping_ends_all(gateway: CoreProcess) -> None:
+    assert gateway.proc is not None
+    first = children(gateway.proc.pid)
+    victim = min(first)
+    os.kill(victim, signal.SIGKILL)
+    survivor = first - {victim}
+    with httpx.Client(base_url=gateway.url, trust_env=False, timeout=30) as c:
+        # New connections reach the survivor at once: a dead process's socket is gone.
+        for _ in range(20):
+            assert c.get("/readyz", headers={"Connection": "close"}).status_code == 200
+        wait_for(lambda: "replaces it" in gateway.log())  # the replacement listens
+        now = children(gateway.proc.pid)
+        assert len(now) == 2
+        assert survivor < now
+        assert victim not in now
+        assert c.get("/readyz").status_code == 200
+    gateway.stop()
+    assert gateway.proc.returncode == 0
+    for pid in now:
+        assert not Path(f"/proc/{pid}").exists(), f"worker {pid} outlived the gateway"
