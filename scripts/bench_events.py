@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import shutil
 import statistics
@@ -170,17 +171,38 @@ async def latency(
     return sorted((received[k] - t) * 1000 for k, t in sent.items() if k in received)
 
 
-def main() -> None:
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of `pid` and its live children (the gateway's workers)."""
+    total = 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(entry) == pid or int(fields[1]) == pid:
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+def run(workers: int) -> dict[str, Any]:
+    """The whole measurement against a gateway of `workers` processes."""
+    out: dict[str, Any] = {"workers": workers}
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         hook, hook_url = start_hook(tmp)
         nats_server = ManagedNats(tmp / "nats")
         nats_url = nats_server.start()
-        gw = CoreProcess(
-            "gateway", tmp / "gw", {"VIVIFIED_NATS_URL": nats_url, "VIVIFIED_LOG_LEVEL": "warning"}
-        )
+        env = {
+            "VIVIFIED_NATS_URL": nats_url,
+            "VIVIFIED_LOG_LEVEL": "warning",
+            "VIVIFIED_GATEWAY_WORKERS": str(workers),
+        }
+        gw = CoreProcess("gateway", tmp / "gw", env)
         try:
-            gw.start()
+            gw.start(timeout=120)
             with httpx.Client(base_url=gw.url, trust_env=False, timeout=30) as c:
                 pub: dict[str, Any] = seed(
                     id="publisher", contracts=["PubPlugin"], events={"publishes": ["FileStored"]}
@@ -196,34 +218,61 @@ def main() -> None:
                 )
                 assert register(c, sub, registration_token(c)).status_code == 201
                 assert c.post("/plugins/subscriber/enable", headers=admin_headers()).is_success
-                time.sleep(2.0)  # let the subscriber's durable consumer appear
+                time.sleep(2.0)  # let the subscriber's durable consumers appear
+            assert gw.proc is not None
+            assert nats_server.proc is not None
+            procs = {"gateway": gw.proc.pid, "nats-server": nats_server.proc.pid}
+            procs["webhook receiver"] = hook.pid
+            cpu_before = {name: cpu_seconds(pid) for name, pid in procs.items()}
             burst_started = time.perf_counter()
-            accepted = publish_many(gw.url, token)
-            raw = asyncio.run(raw_js(nats_url, N))
+            out["accepted"] = publish_many(gw.url, token)
+            out["sent"] = SENT
             deadline = time.perf_counter() + 120
-            backlog_drained, last = hook_count(hook_url)
-            while backlog_drained < SENT and time.perf_counter() < deadline:
+            drained, last = hook_count(hook_url)
+            while drained < SENT and time.perf_counter() < deadline:
                 time.sleep(0.2)
-                backlog_drained, last = hook_count(hook_url)
-            drain_rate = backlog_drained / (last - burst_started)
+                drained, last = hook_count(hook_url)
+            out["drained"], out["drain_rate"] = drained, drained / (last - burst_started)
+            # CPU per event, burst and drain: each event accepted and delivered once.
+            out["cpu"] = {
+                name: (cpu_seconds(pid) - cpu_before[name]) / max(drained, 1) * 1e6
+                for name, pid in procs.items()
+            }
+            out["raw"] = asyncio.run(raw_js(nats_url, N))
             lats = {}
             for rate in RATES:
                 httpx.post(hook_url + "/reset", trust_env=False, timeout=30)
                 lats[rate] = asyncio.run(latency(gw.url, token, hook_url, rate))
+            out["latency"] = lats
         finally:
             gw.stop()
             nats_server.stop()
             hook.terminate()
             hook.wait(10)
-    print(f"event lane, {CONCURRENCY} concurrent publishers (wrk), {SENT} events published")
+    return out
+
+
+def report(r: dict[str, Any]) -> None:
+    accepted, raw = r["accepted"], r["raw"]
+    print(
+        f"event lane, gateway of {r['workers']} process(es), {CONCURRENCY} concurrent "
+        f"publishers (wrk), {r['sent']} events published"
+    )
     print(f"  POST /events accepted : {accepted:8.0f} events/s (goal >= 5000)")
     print(f"  raw JetStream publish : {raw:8.0f} events/s   ratio {accepted / raw:.3f}")
     print(
-        f"  delivered from the burst within 120 s: {backlog_drained} distinct events (wrk "
-        f"counted {SENT} answered; requests in flight when it stopped were published too)"
+        f"  delivered from the burst within 120 s: {r['drained']} distinct events (wrk "
+        f"counted {r['sent']} answered; requests in flight when it stopped were published too)"
     )
-    print(f"  delivery throughput draining that burst: {drain_rate:8.0f} events/s")
-    for rate, lat in lats.items():
+    print(f"  delivery throughput draining that burst: {r['drain_rate']:8.0f} events/s")
+    cpu = ", ".join(f"{name} {us:.0f}" for name, us in r["cpu"].items())
+    total = sum(r["cpu"].values())
+    print(
+        f"  CPU per event accepted and delivered, in µs: {cpu}; sum {total:.0f} "
+        f"(wrk not counted): at most {os.cpu_count() or 1} cores / {total:.0f} µs = "
+        f"{(os.cpu_count() or 1) * 1e6 / total:.0f} events/s end to end on this machine"
+    )
+    for rate, lat in r["latency"].items():
         if not lat:
             print(f"  delivery at {rate}/s: nothing arrived")
             continue
@@ -233,6 +282,12 @@ def main() -> None:
             f" p50 {statistics.median(lat):.1f} ms, p99 {p99:.1f} ms"
             f" ({len(lat)}/{int(rate * 3)} arrived; goal p99 <= 50 ms)"
         )
+
+
+def main() -> None:
+    # One gateway process, then one per core (VIVIFIED_GATEWAY_WORKERS).
+    for workers in sorted({1, os.cpu_count() or 1}):
+        report(run(workers))
 
 
 if __name__ == "__main__":

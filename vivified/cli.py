@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import signal
 import subprocess
@@ -90,6 +91,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "gateway" and settings.gateway_workers > 1 and not args.worker:
         from vivified.gateway.workers import supervise
 
+        if not settings.nats_url:
+            logging.getLogger("vivified.gateway.workers").warning(
+                "gateway workers without VIVIFIED_NATS_URL: a change made through one worker "
+                "reaches the others at their next periodic reload, not at once"
+            )
         return supervise(
             settings.gateway_workers,
             settings.gateway_port,
