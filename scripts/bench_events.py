@@ -26,7 +26,7 @@ import nats
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from bench_serve import serve_source
+from bench_serve import machine_speed, serve_source
 from support.manifests import seed
 from support.procs import CoreProcess, admin_headers, register, registration_token
 
@@ -285,6 +285,7 @@ def report(r: dict[str, Any]) -> None:
 
 
 def main() -> None:
+    print(machine_speed(), flush=True)
     # One gateway process, then one per core (VIVIFIED_GATEWAY_WORKERS).
     for workers in sorted({1, os.cpu_count() or 1}):
         report(run(workers))

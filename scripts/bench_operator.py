@@ -23,7 +23,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from bench_serve import pin, serve_source
+from bench_serve import machine_speed, pin, serve_source
 from support.manifests import simple
 from support.procs import CoreProcess, admin_headers, register, registration_token
 
@@ -126,6 +126,7 @@ def start_naive(tmp: Path, upstream_url: str, source: str) -> tuple[subprocess.P
 
 
 def main() -> None:
+    print(machine_speed(), flush=True)
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         upstream, url = start_upstream(tmp)
