@@ -1,9 +1,12 @@
 """Bench: the canonical event lane, one run.
 
 1. Accepted events/s through `POST /events` (32 concurrent publishers, JWT + schema + audit +
-   JetStream ack) vs raw nats-py JetStream publishes with the same concurrency.
+   JetStream ack) while the gateway delivers them, vs raw nats-py JetStream publishes with the
+   same concurrency; also accepted before any subscriber exists (nothing to deliver), and the
+   CPU each process spends per event.
 2. End-to-end delivery latency (publisher sends POST /events -> webhook received) p50/p99,
    at a paced rate, one subscriber.
+All of it twice: with one gateway process, and with one per core (VIVIFIED_GATEWAY_WORKERS).
 """
 
 from __future__ import annotations
@@ -209,6 +212,7 @@ def run(workers: int) -> dict[str, Any]:
                 )
                 token = register(c, pub, registration_token(c)).json()["token"]
                 assert c.post("/plugins/publisher/enable", headers=admin_headers()).is_success
+                out["publish_only"] = publish_many(gw.url, token)  # no subscriber yet
                 sub = seed(
                     id="subscriber",
                     contracts=["SubPlugin"],
@@ -260,6 +264,7 @@ def report(r: dict[str, Any]) -> None:
     )
     print(f"  POST /events accepted : {accepted:8.0f} events/s (goal >= 5000)")
     print(f"  raw JetStream publish : {raw:8.0f} events/s   ratio {accepted / raw:.3f}")
+    print(f"  accepted with no subscriber (nothing delivered): {r['publish_only']:8.0f} events/s")
     print(
         f"  delivered from the burst within 120 s: {r['drained']} distinct events (wrk "
         f"counted {r['sent']} answered; requests in flight when it stopped were published too)"

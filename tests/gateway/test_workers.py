@@ -20,6 +20,9 @@ import httpx
 import pytest
 from support.procs import CoreProcess, admin_headers
 
+from vivified.config.port_file import ChildFailed
+from vivified.gateway.workers import MAX_RESTARTS, Workers
+
 CONNECTIONS = 48
 
 
@@ -144,3 +147,43 @@ def test_a_dead_worker_is_replaced_and_stopping_ends_all(gateway: CoreProcess) -
     assert gateway.proc.returncode == 0
     for pid in now:
         assert not Path(f"/proc/{pid}").exists(), f"worker {pid} outlived the gateway"
+
+
+class Crashing(Workers):
+    """Workers whose processes write their port file and exit at once (real processes)."""
+
+    def _spawn(self, port: int) -> tuple[subprocess.Popen[bytes], Path]:
+        self._n += 1
+        port_file = self.run_dir / f"w{self._n}.port"
+        code = f"import time; open({str(port_file)!r}, 'w').write('1'); time.sleep(0.2)"
+        return subprocess.Popen([sys.executable, "-c", code]), port_file
+
+
+def keep_replacing(workers: Workers) -> None:
+    for _ in range(200):  # bounded: each round waits for the replacements to exit
+        time.sleep(0.3)
+        workers.check()
+
+
+def test_a_crash_loop_stops_the_supervisor(tmp_path: Path) -> None:
+    workers = Crashing(2, [], tmp_path)
+    workers.start(0)
+    spawned = workers._n
+    with pytest.raises(ChildFailed, match="6 gateway workers died"):
+        keep_replacing(workers)
+    workers.stop()
+    assert workers._n == spawned + MAX_RESTARTS  # five replaced, the sixth death stops it
+
+
+def test_a_port_taken_by_another_program_fails_the_start(tmp_path: Path) -> None:
+    with socket.socket() as taken:  # bound without SO_REUSEPORT: no worker can join it
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        gw = CoreProcess("gateway", tmp_path, {"VIVIFIED_GATEWAY_WORKERS": "2"})
+        cmd = [sys.executable, "-m", "vivified", "gateway", "--gateway-port", str(port)]
+        done = subprocess.run(cmd, env=gw.env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in done.stderr
+    assert "gateway stopped: a gateway worker exited with 1" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 import socket
 
 import uvicorn
@@ -11,6 +12,8 @@ import uvicorn
 from vivified.config.port_file import write_port
 from vivified.config.settings import Settings
 from vivified.gateway.app import create_app
+
+log = logging.getLogger("vivified.gateway")
 
 
 async def serve_gateway(
@@ -34,7 +37,13 @@ async def serve_gateway(
         timeout_graceful_shutdown=10,
     )
     server = uvicorn.Server(config)
-    sockets = [_shared_socket(settings.host, settings.gateway_port)] if reuse_port else None
+    sockets = None
+    if reuse_port:
+        try:
+            sockets = [_shared_socket(settings.host, settings.gateway_port)]
+        except OSError as exc:
+            log.error("cannot listen on %s:%d: %s", settings.host, settings.gateway_port, exc)
+            return 1
     task = asyncio.create_task(server.serve(sockets=sockets))
     while not server.started:
         if task.done():
