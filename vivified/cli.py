@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import logging
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -16,9 +15,9 @@ from typing import Any
 
 import uvloop
 
+from vivified.config.children import StopSignals, stop_all, wait_port
 from vivified.config.logs import configure_logging
 from vivified.config.nats_server import ManagedNats
-from vivified.config.port_file import wait_port
 from vivified.config.settings import Settings, SettingsError, load_settings
 
 
@@ -218,7 +217,7 @@ def up(settings: Settings, args: argparse.Namespace) -> int:
         print(f"vivified up: {exc}", file=sys.stderr)
         return 1
     finally:
-        _stop_children([proc for _, proc, _ in children])
+        stop_all([proc for _, proc, _ in children], 10)  # then kill: Ctrl-C must end it
         if nats is not None:
             nats.stop(timeout=5)
 
@@ -266,36 +265,14 @@ def _print_banner(
 
 
 def _supervise(procs: list[subprocess.Popen[Any]]) -> int:
-    stop = False
-
-    def on_signal(_sig: int, _frame: object) -> None:
-        nonlocal stop
-        stop = True
-
-    # Both explicitly: a shell that starts us in the background hands SIGINT down ignored,
-    # and Python then installs no KeyboardInterrupt handler ("Press Ctrl-C" must still work).
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    while not stop:
+    signals = StopSignals()
+    while not signals.stop:
         for proc in procs:
             if proc.poll() is not None:
                 print(f"vivified up: a child exited with {proc.returncode}", file=sys.stderr)
                 return 1
         time.sleep(0.2)
     return 0
-
-
-def _stop_children(procs: list[subprocess.Popen[Any]]) -> None:
-    for proc in procs:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-    deadline = time.monotonic() + 10  # then kill: Ctrl-C must always end the stack
-    for proc in procs:
-        try:
-            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ import httpx
 import pytest
 from support.procs import CoreProcess, admin_headers
 
-from vivified.config.port_file import ChildFailed
+from vivified.config.children import ChildFailed
 from vivified.gateway.workers import MAX_RESTARTS, Workers
 
 CONNECTIONS = 48

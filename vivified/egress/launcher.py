@@ -9,8 +9,8 @@ import signal
 from pathlib import Path
 from typing import Any
 
+from vivified.config.children import write_port
 from vivified.config.egress_ca import ensure_ca
-from vivified.config.port_file import write_port
 from vivified.config.settings import Settings
 from vivified.egress.addon import EgressAddon
 from vivified.egress.auth import ProxyAuthenticator

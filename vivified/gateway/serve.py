@@ -9,7 +9,7 @@ import socket
 
 import uvicorn
 
-from vivified.config.port_file import write_port
+from vivified.config.children import write_port
 from vivified.config.settings import Settings
 from vivified.gateway.app import create_app
 

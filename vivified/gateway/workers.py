@@ -16,7 +16,6 @@ starts. SIGTERM/SIGINT stop every worker gracefully (then kill after a grace per
 from __future__ import annotations
 
 import logging
-import signal
 import subprocess
 import sys
 import tempfile
@@ -24,7 +23,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from vivified.config.port_file import ChildFailed, wait_port, write_port
+from vivified.config.children import ChildFailed, StopSignals, stop_all, wait_port, write_port
 
 log = logging.getLogger("vivified.gateway.workers")
 
@@ -82,28 +81,12 @@ class Workers:
             log.warning("gateway worker %d replaces it", replacement.pid)
 
     def stop(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + STOP_GRACE
-        for proc in self.procs:
-            try:
-                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_all(self.procs, STOP_GRACE)
 
 
 def supervise(count: int, port: int, port_file: str | None, passthrough: Sequence[str]) -> int:
     """Run `count` workers until SIGTERM/SIGINT; writes the shared port to `port_file`."""
-    stop = False
-
-    def on_signal(_sig: int, _frame: object) -> None:
-        nonlocal stop
-        stop = True
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    signals = StopSignals()
     with tempfile.TemporaryDirectory(prefix="vivified-workers-") as run_dir:
         workers = Workers(count, passthrough, Path(run_dir))
         try:
@@ -111,7 +94,7 @@ def supervise(count: int, port: int, port_file: str | None, passthrough: Sequenc
             log.info("gateway: %d workers on port %d", count, bound)
             if port_file:
                 write_port(port_file, bound)
-            while not stop:
+            while not signals.stop:
                 workers.check()
                 time.sleep(0.2)
         except ChildFailed as exc:
