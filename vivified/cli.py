@@ -233,7 +233,8 @@ def _print_banner(
     lines = [
         "",
         "Vivified core is up.",
-        f"  gateway        {gw}   (health: {gw}/healthz, API: {gw}/openapi.json)",
+        f"  gateway        {gw}   (health: {gw}/healthz, API: {gw}/openapi.json)"
+        + (f", {settings.gateway_workers} workers" if settings.gateway_workers > 1 else ""),
         f"  egress proxy   http://{settings.host}:{ports['egress']}   (CA: {gw}/egress/ca.pem)",
         f"  registry       {settings.database_url or settings.data_dir / 'registry.db'}",
         f"  NATS           {nats_url}   ({'embedded, JetStream' if nats else 'external'})",
