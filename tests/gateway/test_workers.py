@@ -133,8 +133,10 @@ def test_a_dead_worker_is_replaced_and_stopping_ends_all(gateway: CoreProcess) -
     victim = min(first)
     os.kill(victim, signal.SIGKILL)
     survivor = first - {victim}
+    wait_for(lambda: victim not in children(gateway.proc.pid))  # type: ignore[union-attr]
     with httpx.Client(base_url=gateway.url, trust_env=False, timeout=30) as c:
-        # New connections reach the survivor at once: a dead process's socket is gone.
+        # New connections reach the survivor at once: a dead process's socket is gone (it is
+        # a zombie or reaped by now, with its files closed).
         for _ in range(20):
             assert c.get("/readyz", headers={"Connection": "close"}).status_code == 200
         wait_for(lambda: "replaces it" in gateway.log())  # the replacement listens
