@@ -36,7 +36,6 @@ from support.procs import CoreProcess, admin_headers, register, registration_tok
 from vivified.config.nats_server import ManagedNats
 
 N = 3000
-SENT = 0
 CONCURRENCY = 32
 RATES = (200, 1000, 2000)  # paced publish rates for the latency runs (3 s each)
 
@@ -84,8 +83,9 @@ def hook_received(hook_url: str) -> dict[str, float]:
     return got
 
 
-def publish_many(url: str, token: str, seconds: int = 8) -> float:
-    """wrk (not a Python client: httpx itself tops out near 200 req/s here) POSTing events."""
+def publish_many(url: str, token: str, seconds: int = 8) -> tuple[float, int]:
+    """wrk (not a Python client: httpx itself tops out near 200 req/s here) POSTing events;
+    returns events/s and how many were answered."""
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed (Debian: apt-get install wrk)")
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
@@ -113,9 +113,8 @@ def publish_many(url: str, token: str, seconds: int = 8) -> float:
     bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     if m is None or bad is not None:
         sys.exit(f"wrk run failed:\n{out}")
-    global SENT
-    SENT = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
-    return float(m.group(1))
+    sent = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    return float(m.group(1)), sent
 
 
 async def raw_js(url: str, n: int) -> float:
@@ -212,7 +211,7 @@ def run(workers: int) -> dict[str, Any]:
                 )
                 token = register(c, pub, registration_token(c)).json()["token"]
                 assert c.post("/plugins/publisher/enable", headers=admin_headers()).is_success
-                out["publish_only"] = publish_many(gw.url, token)  # no subscriber yet
+                out["publish_only"], _ = publish_many(gw.url, token)  # no subscriber yet
                 sub = seed(
                     id="subscriber",
                     contracts=["SubPlugin"],
@@ -229,11 +228,11 @@ def run(workers: int) -> dict[str, Any]:
             procs["webhook receiver"] = hook.pid
             cpu_before = {name: cpu_seconds(pid) for name, pid in procs.items()}
             burst_started = time.perf_counter()
-            out["accepted"] = publish_many(gw.url, token)
-            out["sent"] = SENT
+            out["accepted"], sent = publish_many(gw.url, token)
+            out["sent"] = sent
             deadline = time.perf_counter() + 120
             drained, last = hook_count(hook_url)
-            while drained < SENT and time.perf_counter() < deadline:
+            while drained < sent and time.perf_counter() < deadline:
                 time.sleep(0.2)
                 drained, last = hook_count(hook_url)
             out["drained"], out["drain_rate"] = drained, drained / (last - burst_started)
