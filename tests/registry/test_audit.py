@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
+from sqlalchemy import event as sa_event
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -228,3 +229,38 @@ async def test_a_big_batch_gives_the_loop_back_rarely(
     monkeypatch.undo()
     assert await count(sessions) == 500
     assert 1 <= yields <= 500 // 100
+
+
+async def test_sqlite_takes_a_batch_in_multi_row_inserts(
+    engine: AsyncEngine,
+    sessions: async_sessionmaker[AsyncSession],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # SQLite's executemany hands the GIL to the event loop and back at every row; a batch
+    # goes in as statements of up to ROWS_PER_INSERT rows instead (elsewhere: executemany).
+    monkeypatch.setattr("vivified.registry.audit.ROWS_PER_INSERT", 4)
+    inserts: list[tuple[bool, int]] = []
+
+    def seen(*args: object) -> None:
+        statement, executemany = args[2], args[5]
+        assert isinstance(statement, str)
+        assert isinstance(executemany, bool)
+        if statement.startswith("INSERT INTO audit_records"):
+            inserts.append((executemany, statement.count("),")))
+
+    sa_event.listen(engine.sync_engine, "before_cursor_execute", seen)
+    w = AuditWriter(sessions, queue_size=100, batch_size=50, flush_interval=0)
+    for i in range(10):
+        assert w.record_nowait(event(i))
+    await w.flush()
+    sa_event.remove(engine.sync_engine, "before_cursor_execute", seen)
+    if engine.dialect.paramstyle == "qmark":
+        assert inserts == [(False, 3), (False, 3), (False, 1)]  # 4 + 4 + 2 rows
+    else:
+        assert inserts == [(True, 0)]
+    assert await count(sessions) == 10
+    report = await verify_chain(sessions)
+    assert (report.ok, report.checked) == (True, 10)
+    async with sessions() as s:
+        rows = (await s.execute(text("SELECT id, bytes_in FROM audit_records ORDER BY id"))).all()
+    assert [tuple(r) for r in rows] == [(i + 1, i) for i in range(10)]
