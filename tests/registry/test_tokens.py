@@ -249,6 +249,44 @@ async def test_assertions_are_short_lived_and_audience_bound(service: TokenServi
 
 
 @pytest.mark.parametrize(
+    "path",
+    [
+        "/api/x",
+        '/api/"quoted"',
+        "/api/back\\slash",
+        "/api/ümlaut/☃",
+        "/api/\x01\x1f\x7f",
+        "/api/😀",
+    ],
+    ids=["plain", "quotes", "backslash", "unicode", "control", "astral"],
+)
+async def test_an_assertion_payload_is_the_json_of_its_claims(
+    service: TokenService, path: str
+) -> None:
+    # The payload is written from a template, not json.dumps: it must be the same bytes.
+    issued = service.issue_assertion("alpha", "beta", method="PATCH", path=path, request_id="r-1")
+    payload = issued.token.split(".")[1]
+    raw = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)).decode("ascii")
+    claims = json.loads(raw)
+    assert list(claims) == [
+        "iss",
+        "aud",
+        "sub",
+        "iat",
+        "nbf",
+        "exp",
+        "jti",
+        "method",
+        "path",
+        "rid",
+    ]
+    assert raw == json.dumps(claims, separators=(",", ":"))
+    assert (claims["path"], claims["sub"], claims["aud"]) == (path, "alpha", "beta")
+    verified = await service.verify_assertion(issued.token, "beta")
+    assert verified.path == path
+
+
+@pytest.mark.parametrize(
     "message", [b"", b"a.b", b"x" * 1000, "ü.é".encode()], ids=["empty", "short", "long", "utf8"]
 )
 async def test_the_signer_matches_openssl_byte_for_byte(keys: KeyStore, message: bytes) -> None:
