@@ -1,14 +1,14 @@
 """Bench: Operator API lane throughput and added latency against a direct upstream, one run.
 
 wrk drives all: the upstream plugin app directly, two naive Starlette + aiohttp proxies (one
-streams, one buffers: which of the two the issue measured is not known, see README) and the same endpoint through the
-gateway (JWT verification, policy, assertion, audit all on), in interleaved rounds. Three more
-gateways run beside it, each without a part the issue mandates on every call (the signed
-`X-Vivified-Assertion`, the audit record, or both), so the bench shows what each part costs.
-Proxies and gateways (every thread) are pinned to CPU 0; the upstream and wrk share CPU 1. Then
-the added latency at 32 connections paced to the reference proxy's rate (below saturation),
-and at one connection. Prints req/s, the ratios, the CPU per call, p50/p99 and whether the
-audit trail holds one record per request."""
+streams, one buffers: which of the two the issue measured is not known, see README) and the
+same endpoint through the gateway (JWT verification, policy, assertion, audit all on), in
+interleaved rounds. Three more gateways run beside it, each without a part the issue mandates
+on every call (the signed `X-Vivified-Assertion`, the audit record, or both), so the bench
+shows what each part costs. Proxies and gateways (every thread) are pinned to CPU 0; the
+upstream and wrk share CPU 1. Then the added latency at 32 connections paced to the reference
+proxy's rate (below saturation), and at one connection. Prints req/s (median and range), the
+ratios, the CPU per call, p50/p99 and whether the audit trail holds one record per request."""
 
 from __future__ import annotations
 
@@ -31,7 +31,10 @@ from support.procs import CoreProcess, admin_headers, register, registration_tok
 
 DURATION = int(os.environ.get("BENCH_SECONDS", "10"))
 CONNECTIONS = 32
-ROUNDS = int(os.environ.get("BENCH_ROUNDS", "2"))
+# Throughput: short interleaved rounds, medians. Rounds of one build on this kind of machine
+# range +-9 %: a best-of-two picked noise, a median of several does not.
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "6"))
+ROUND_SECONDS = int(os.environ.get("BENCH_ROUND_SECONDS", "5"))
 # A naive Starlette proxy with one shared aiohttp session; `{handler}` answers a request `r`.
 NAIVE = """
 import os, aiohttp
@@ -94,12 +97,13 @@ def wrk(
     *,
     paced: Path | None = None,
     delay_ms: float = 0.0,
+    seconds: int = DURATION,
 ) -> dict[str, float]:
     """One wrk run; with `paced` (the PACED script) each connection waits `delay_ms` between
     a response and its next request, so the offered rate stays below saturation."""
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed (Debian: apt-get install wrk)")
-    cmd = [*pin(1), "wrk", "-t1", f"-c{connections}", f"-d{DURATION}s", "--latency"]
+    cmd = [*pin(1), "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency"]
     if paced is not None:
         cmd += ["-s", str(paced)]
     for k, v in headers.items():
@@ -197,6 +201,14 @@ def audit_count(gw: CoreProcess) -> int:
                 return n
 
 
+def median_run(rounds: list[dict[str, float]]) -> dict[str, float]:
+    """The round with the median rate (the upper one of an even count), with the range."""
+    ordered = sorted(rounds, key=lambda r: r["rps"])
+    chosen = dict(ordered[len(ordered) // 2])
+    chosen["low"], chosen["high"] = ordered[0]["rps"], ordered[-1]["rps"]
+    return chosen
+
+
 def main() -> None:
     print(machine_speed(), flush=True)
     with tempfile.TemporaryDirectory() as d:
@@ -208,23 +220,29 @@ def main() -> None:
             for label, without in PARTS:
                 gateways[label] = start_gateway(tmp, without.replace(",", "-"), url, without)
             gw, token = gateways["via"]
+            naives = {
+                name: start_naive(tmp / name, url, source)
+                for name, source in (("stream", NAIVE_STREAMING), ("buffer", NAIVE_BUFFERING))
+            }
+            targets = {name: (f"{naive_url}/x", {}) for name, (_, naive_url) in naives.items()}
+            targets |= {
+                name: (f"{other.url}/target/items/42", {"Authorization": f"Bearer {other_token}"})
+                for name, (other, other_token) in gateways.items()
+            }
             direct = wrk(f"{url}/api/items/42", {})
             auth = {"Authorization": f"Bearer {token}"}
-            runs: dict[str, list[dict[str, float]]] = {"stream": [], "buffer": [], "via": []}
-            runs |= {label: [] for label, _ in PARTS}
-            # Interleaved rounds: a slow spell of the machine hits all of them alike.
+            runs: dict[str, list[dict[str, float]]] = {name: [] for name in targets}
+            # Interleaved rounds, the order reversed every other round: a slow spell of the
+            # machine hits all of them alike. Everything stays started; idle, it costs nothing.
             for n_round in range(ROUNDS):
-                for name, source in (("stream", NAIVE_STREAMING), ("buffer", NAIVE_BUFFERING)):
-                    proc, naive_url = start_naive(tmp / f"{name}{n_round}", url, source)
-                    try:
-                        runs[name].append(wrk(f"{naive_url}/x", {}))
-                    finally:
-                        proc.terminate()
-                        proc.wait(10)
-                for name, (other, other_token) in gateways.items():
-                    other_auth = {"Authorization": f"Bearer {other_token}"}
-                    runs[name].append(wrk(f"{other.url}/target/items/42", other_auth))
-            best = {k: max(v, key=lambda r: r["rps"]) for k, v in runs.items()}
+                order = list(targets) if n_round % 2 == 0 else list(reversed(targets))
+                for name in order:
+                    target_url, headers = targets[name]
+                    runs[name].append(wrk(target_url, headers, seconds=ROUND_SECONDS))
+            for proc, _ in naives.values():
+                proc.terminate()
+                proc.wait(10)
+            best = {k: median_run(v) for k, v in runs.items()}
             naive, buffered, via = best["stream"], best["buffer"], best["via"]
             # Below saturation, at the reference proxy's full rate: what the lane adds to a
             # request when it is not queueing behind 31 others.
@@ -246,8 +264,8 @@ def main() -> None:
             upstream.wait(10)
     ratio = via["rps"] / direct["rps"]
     print(
-        f"operator lane, {CONNECTIONS} connections, {DURATION}s each (wrk -t1); proxies: best of "
-        f"{ROUNDS} interleaved rounds"
+        f"operator lane, {CONNECTIONS} connections (wrk -t1); throughput: median of {ROUNDS} "
+        f"interleaved rounds of {ROUND_SECONDS}s (range in brackets); latency runs {DURATION}s"
     )
     for label, r in (
         ("direct upstream      ", direct),
@@ -255,9 +273,10 @@ def main() -> None:
         ("naive proxy, buffered", buffered),
         ("via gateway          ", via),
     ):
+        spread = f" [{r['low']:.0f}-{r['high']:.0f}]" if "low" in r else ""
         print(
-            f"  {label}: {r['rps']:9.0f} req/s  p50 {r['p50']:.2f} ms  p99 {r['p99']:.2f} ms"
-            f"  (non-2xx: {r['errors']:.0f})"
+            f"  {label}: {r['rps']:9.0f} req/s{spread}  p50 {r['p50']:.2f} ms"
+            f"  p99 {r['p99']:.2f} ms  (non-2xx: {r['errors']:.0f})"
         )
     print(
         f"  ratio gateway/direct: {ratio:.3f}; naive streaming proxy/direct: "
@@ -269,14 +288,14 @@ def main() -> None:
         "the issue's naive proxy; README: which of the two it was is not known)"
     )
     # One saturated core: its CPU time per call is the inverse of the rate.
-    print("  CPU per call on the proxy's one saturated core (1e6 / req/s):")
+    print("  CPU per call on the proxy's one saturated core (1e6 / median req/s):")
     full = 1e6 / via["rps"]
-    print(f"    gateway, everything on   : {full:6.1f} us")
+    print(f"    gateway, everything on        : {full:6.1f} us")
     for label, _ in PARTS:
         cost = 1e6 / best[label]["rps"]
-        print(f"    gateway, {label:16s}: {cost:6.1f} us ({cost - full:+.1f})")
-    print(f"    naive proxy, buffered    : {1e6 / buffered['rps']:6.1f} us")
-    print(f"    naive proxy, streaming   : {1e6 / naive['rps']:6.1f} us")
+        print(f"    gateway, {label:21s}: {cost:6.1f} us ({cost - full:+.1f})")
+    print(f"    naive proxy, buffered         : {1e6 / buffered['rps']:6.1f} us")
+    print(f"    naive proxy, streaming        : {1e6 / naive['rps']:6.1f} us")
     added50, added99 = via["p50"] - direct["p50"], via["p99"] - direct["p99"]
     print(
         f"  added latency at {CONNECTIONS} connections, saturated (Little's law: queueing "
