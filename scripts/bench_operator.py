@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -25,7 +26,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from bench_serve import machine_speed, pin, serve_source
+from bench_serve import machine_speed, pin, serve_source, wait_http
 from support.manifests import simple
 from support.procs import CoreProcess, admin_headers, register, registration_token
 
@@ -73,6 +74,30 @@ NAIVE_BUFFERING = NAIVE.format(
         return Response(body, status_code=r.status, media_type=r.headers.get("content-type"))
 """
 )
+# The issue's other reference points, for telling how this machine compares with the issue's
+# (BENCH_CALIBRATE=1): the same naive proxy with a default httpx client (the issue: 400-600
+# req/s), and nginx as a reverse proxy with one worker (the issue: ~22,000), if installed.
+NAIVE_HTTPX = """
+import os, httpx
+from starlette.applications import Starlette
+from starlette.responses import Response
+from starlette.routing import Route
+client = httpx.AsyncClient()
+async def proxy(request):
+    r = await client.request(request.method, os.environ["UP"] + "/api/items/42")
+    return Response(r.content, status_code=r.status_code, media_type=r.headers.get("content-type"))
+app = Starlette(routes=[Route("/{p:path}", proxy)])
+"""
+NGINX = """
+worker_processes 1; daemon off; pid {tmp}/nginx.pid; error_log {tmp}/nginx.err;
+events {{ worker_connections 1024; }}
+http {{ access_log off;
+  upstream up {{ server 127.0.0.1:{up_port}; keepalive 64; }}
+  server {{ listen 127.0.0.1:{port};
+    location / {{ proxy_pass http://up; proxy_http_version 1.1; proxy_set_header Connection ""; }}
+  }}
+}}
+"""
 # wrk paces each connection: after every response it waits `delay` ms before the next request.
 PACED = """
 local pause = tonumber(os.getenv("WRK_DELAY_MS"))
@@ -201,6 +226,37 @@ def audit_count(gw: CoreProcess) -> int:
                 return n
 
 
+def calibrate(tmp: Path, upstream_url: str) -> list[str]:
+    """The httpx naive proxy's and nginx's rates beside the issue's figures."""
+    proc, naive_url = start_naive(tmp / "httpx", upstream_url, NAIVE_HTTPX)
+    try:
+        httpx_rps = wrk(f"{naive_url}/x", {})["rps"]
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    lines = [f"  calibration: naive proxy with httpx {httpx_rps:.0f} req/s (the issue: 400-600)"]
+    if shutil.which("nginx") is None:
+        return [
+            *lines,
+            "  calibration: nginx is not installed (Debian: apt-get install nginx-light)",
+        ]
+    with socket.socket() as s:  # a free port for nginx (closed again before it binds)
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    conf = tmp / "nginx.conf"
+    up_port = upstream_url.rsplit(":", 1)[1]
+    conf.write_text(NGINX.format(tmp=tmp, up_port=up_port, port=port))
+    nginx = subprocess.Popen([*pin(0), "nginx", "-c", str(conf), "-p", str(tmp)])
+    try:
+        wait_http(f"http://127.0.0.1:{port}/api/items/42")
+        nginx_rps = wrk(f"http://127.0.0.1:{port}/api/items/42", {})["rps"]
+    finally:
+        nginx.terminate()
+        nginx.wait(10)
+    what = "nginx, one worker, keep-alive upstream"
+    return [*lines, f"  calibration: {what} {nginx_rps:.0f} req/s (the issue: ~22,000)"]
+
+
 def median_run(rounds: list[dict[str, float]]) -> dict[str, float]:
     """The round with the median rate (the upper one of an even count), with the range."""
     ordered = sorted(rounds, key=lambda r: r["rps"])
@@ -257,6 +313,7 @@ def main() -> None:
             light_via = wrk(f"{gw.url}/target/items/42", auth, connections=1)
             time.sleep(1.0)
             n = audit_count(gw)
+            calibration = calibrate(tmp, url) if os.environ.get("BENCH_CALIBRATE") else []
         finally:
             for other, _ in gateways.values():
                 other.stop()
@@ -318,6 +375,8 @@ def main() -> None:
         f"  audit records for the caller: {n} (wrk completed {sent:.0f} incl. 1 warm-up; "
         "requests still in flight when wrk stops are recorded too)"
     )
+    for line in calibration:
+        print(line)
 
 
 if __name__ == "__main__":
