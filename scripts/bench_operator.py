@@ -271,15 +271,14 @@ def main() -> None:
         tmp = Path(d)
         upstream, url = start_upstream(tmp)
         gateways: dict[str, tuple[CoreProcess, str]] = {}
+        naives: dict[str, tuple[subprocess.Popen[bytes], str]] = {}
         try:
             gateways["via"] = start_gateway(tmp, "core", url)
             for label, without in PARTS:
                 gateways[label] = start_gateway(tmp, without.replace(",", "-"), url, without)
             gw, token = gateways["via"]
-            naives = {
-                name: start_naive(tmp / name, url, source)
-                for name, source in (("stream", NAIVE_STREAMING), ("buffer", NAIVE_BUFFERING))
-            }
+            for name, source in (("stream", NAIVE_STREAMING), ("buffer", NAIVE_BUFFERING)):
+                naives[name] = start_naive(tmp / name, url, source)
             targets = {name: (f"{naive_url}/x", {}) for name, (_, naive_url) in naives.items()}
             targets |= {
                 name: (f"{other.url}/target/items/42", {"Authorization": f"Bearer {other_token}"})
@@ -295,9 +294,6 @@ def main() -> None:
                 for name in order:
                     target_url, headers = targets[name]
                     runs[name].append(wrk(target_url, headers, seconds=ROUND_SECONDS))
-            for proc, _ in naives.values():
-                proc.terminate()
-                proc.wait(10)
             best = {k: median_run(v) for k, v in runs.items()}
             naive, buffered, via = best["stream"], best["buffer"], best["via"]
             # Below saturation, at the reference proxy's full rate: what the lane adds to a
@@ -315,6 +311,9 @@ def main() -> None:
             n = audit_count(gw)
             calibration = calibrate(tmp, url) if os.environ.get("BENCH_CALIBRATE") else []
         finally:
+            for proc, _ in naives.values():
+                proc.terminate()
+                proc.wait(10)
             for other, _ in gateways.values():
                 other.stop()
             upstream.terminate()
