@@ -35,8 +35,8 @@ _json = json.JSONEncoder(separators=(",", ":")).encode
 
 
 # SQLite takes a batch as multi-row INSERTs of up to this many rows. Its `executemany` steps
-# one row at a time and hands the GIL back and forth with the event loop at every row: two
-# thread switches per audit record (measured: ~1 per operator-lane call on one core, and
+# one row at a time and hands the GIL back and forth with the event loop at every row
+# (measured with the gateway on one core: about one thread switch per operator-lane call, and
 # twice the writer thread's CPU). 16 columns x 256 rows stays under SQLite's limit of 32,766
 # parameters per statement (999 before 3.32).
 ROWS_PER_INSERT = 256 if sqlite3.sqlite_version_info >= (3, 32, 0) else 999 // len(_COLUMNS)
