@@ -242,6 +242,47 @@ def test_same_id_twice_is_accepted_and_delivered_once(lane: Lane) -> None:
     assert lane.hook.ids().count(eid) == 1
 
 
+def test_same_id_from_two_publishers_is_two_events(lane: Lane) -> None:
+    """Deduplication is per publisher: another plugin reusing an id cannot suppress an event;
+    each publisher repeating its own id is still stored (and delivered) once."""
+    with httpx.Client(base_url=lane.gw.url, trust_env=False, timeout=30) as c:
+        other = simple("uploader", events={"publishes": ["FileStored"]})
+        r = register(c, other, registration_token(c))
+        assert (r.status_code, r.json()["status"]) == (201, "active"), r.text
+        lane.tokens["uploader"] = r.json()["token"]
+    eid = "file-777-" + uuid.uuid4().hex[:8]
+    data = {"hr-app": {"file_id": "from-hr", "size": 1}, "uploader": {"file_id": "up", "size": 2}}
+    for who in ("hr-app", "uploader", "hr-app", "uploader"):
+        r = lane.publish({"type": "FileStored", "data": data[who], "id": eid}, who)
+        assert (r.status_code, r.json()) == (202, {"id": eid}), r.text
+
+    def got() -> list[tuple[dict[str, Any], dict[str, str]]]:
+        return [(e, h) for e, h in lane.hook.got if e["id"] == eid]
+
+    wait_for(lambda: len(got()) >= 2)
+    time.sleep(1.0)  # a duplicate delivery would have arrived by now
+    by_source = {e["source"]: (e, h) for e, h in got()}
+    assert len(got()) == 2
+    assert set(by_source) == {"vivified://plugins/hr-app", "vivified://plugins/uploader"}
+    for who in ("hr-app", "uploader"):
+        event, headers = by_source[f"vivified://plugins/{who}"]
+        assert event["data"] == data[who]
+        assert event["id"] == headers["x-vivified-event-id"] == eid  # the publisher's own id
+        assert headers["x-vivified-caller"] == who
+
+    def reasons(who: str) -> list[str]:
+        items = httpx.get(
+            lane.gw.url + "/admin/audit",
+            params={"lane": "events", "actor": who, "action": "publish"},
+            headers=admin_headers(),
+            trust_env=False,
+        ).json()["items"]
+        return sorted(a["reason"] for a in items if a["request_id"] == eid)
+
+    both = ["accepted", "duplicate"]  # each publisher's repeat is its own duplicate only
+    wait_for(lambda: reasons("hr-app") == both and reasons("uploader") == both)
+
+
 def test_a_subscriber_down_for_a_while_gets_everything_in_order(lane: Lane) -> None:
     lane.hook.up = False
     ids = [f"order-{i}-{uuid.uuid4().hex[:6]}" for i in range(4)]

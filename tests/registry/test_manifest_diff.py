@@ -77,7 +77,78 @@ def test_widening(new: dict[str, Any], widened: bool, field: str | None) -> None
         assert field in touched
     encoded = json.loads(json.dumps(diff.to_dict()))
     assert encoded["widened"] is widened
-    assert set(encoded) == {"widened", "added", "removed", "changed"}
+    assert set(encoded) == {"widened", "widening", "added", "removed", "changed"}
+    assert bool(encoded["widening"]) is widened
+
+
+def items_at(template: str) -> dict[str, Any]:
+    return simple("tpl", endpoints={"health": "/health", "items": template})
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "widened"),
+    [
+        # more paths (or not provably fewer): widening
+        pytest.param("/api/items/{id}", "/api/{rest:path}", True, id="param-to-catch-all"),
+        pytest.param("/api/items/me", "/api/items/{id}", True, id="literal-to-param"),
+        pytest.param("/api/items/{id}", "/api/items/{id}/{rest:path}", True,
+                     id="added-path-segment"),
+        pytest.param("/api/items/{id}", "/api/items/{rest:path}", True, id="param-to-path"),
+        pytest.param("/api/items/{id}", "/api/{kind}/{id}", True, id="literal-to-param-prefix"),
+        pytest.param("/api/items/a", "/api/items/b", True, id="literal-changed"),
+        pytest.param("/api/items/{id}", "/api/items/{id}/", True, id="trailing-slash-added"),
+        pytest.param("/api/items/{id}", "/api/items/{id}/x", True, id="segment-appended"),
+        pytest.param("/api/items/{rest:path}", "/api/items", True, id="catch-all-to-its-base"),
+        pytest.param("/api/{rest:path}", "/api/", True, id="catch-all-to-empty-tail"),
+        pytest.param("/api/items/{id}", "/api/items-{id}", True, id="unparsable-is-widening"),
+        pytest.param("/api/items/{id}", "/api/{a:path}/x/{b:path}", True,
+                     id="path-param-not-last-is-widening"),
+        pytest.param("/events", "/api/{rest:path}", True, id="webhook-to-routable-catch-all"),
+        pytest.param("/events", "/hooks/in", True, id="other-literal-path"),
+        # a subset of what was approved: accepted at once
+        pytest.param("/api/items/{id}", "/api/items/me", False, id="narrowing-literal"),
+        pytest.param("/api/items/{id}", "/api/items/{item_id}", False, id="param-renamed"),
+        pytest.param("/api/{rest:path}", "/api/items/{id}", False, id="catch-all-to-param"),
+        pytest.param("/api/{rest:path}", "/api/items/{rest:path}", False,
+                     id="catch-all-to-deeper-catch-all"),
+        pytest.param("/api/{rest:path}", "/api/items/", False, id="catch-all-to-trailing-slash"),
+        pytest.param("/api/{rest:path}", "/api/{tail:path}", False, id="catch-all-renamed"),
+        pytest.param("/api/{a}/{rest:path}", "/api/x/y/{rest:path}", False,
+                     id="within-param-then-catch-all"),
+    ],
+)  # fmt: skip
+def test_endpoint_template_change(old: str, new: str, widened: bool) -> None:
+    diff = diff_manifests(norm(items_at(old)), norm(items_at(new)))
+    assert diff.widened is widened
+    assert diff.changed == {"endpoints.items": {"old": old, "new": new}}  # shown in the diff
+    assert diff.added == diff.removed == {}
+    assert diff.to_dict()["widening"] == (["endpoints.items"] if widened else [])
+
+
+@pytest.mark.parametrize(
+    ("new", "widening"),
+    [
+        pytest.param({"base_url": "http://other-host:8000"}, ["base_url"], id="base-url-change"),
+        pytest.param({"health_check": {"type": "http", "port": 9000}}, ["base_url"],
+                     id="default-base-url-moves-with-port"),
+        pytest.param({"endpoints": {"health": "/health", "items": "/api/{rest:path}"},
+                      "base_url": "http://other-host:8000"}, ["base_url", "endpoints.items"],
+                     id="catch-all-and-base-url"),
+        pytest.param({"endpoints": {"health": "/health", "items": "/api/items/me"}}, [],
+                     id="narrowing-literal"),
+        pytest.param({"version": "1.0.1"}, [], id="version-only"),
+    ],
+)  # fmt: skip
+def test_widening_fields_are_listed(new: dict[str, Any], widening: list[str]) -> None:
+    diff = diff_manifests(norm(simple("tpl")), norm(simple("tpl", **new)))
+    assert diff.widened is bool(widening)
+    assert diff.to_dict()["widening"] == widening
+
+
+def test_template_change_on_odd_shapes_is_widening() -> None:
+    old = {"endpoints": {"items": "/api/items/{id}"}}
+    assert diff_manifests(old, {"endpoints": {"items": 7}}).widened
+    assert diff_manifests({"endpoints": {"items": None}}, old).widened
 
 
 def test_diff_lists_items() -> None:

@@ -1,15 +1,19 @@
 """JetStream for the event lane: the event stream, the dead-letter stream, publishing.
 
-Events are CloudEvents 1.0 JSON on `vivified.events.<Type>.<lane>`; the event id is the
-JetStream message id, so publishing an id again within the duplicate window is acknowledged
-as a duplicate and stored once. The lane (0 … partitions-1) is a hash of the event's
-ordering key — its CloudEvents `subject` when it has one (all events about one entity, of
-any type, stay in order), else its type — so delivery can run in parallel across lanes and
-stay in order within each.
+Events are CloudEvents 1.0 JSON on `vivified.events.<Type>.<lane>`. Deduplication is per
+publisher: the JetStream message id is the event's `source` (core sets it to the publishing
+plugin) together with its id (`dedup_id`), so a publisher repeating an id within the duplicate
+window is acknowledged as a duplicate and stored once, while another publisher choosing the
+same id publishes a separate event (it cannot suppress the first one's events). The envelope
+keeps the publisher's own id; `source` tells publishers apart (CloudEvents: source + id is
+unique). The lane (0 … partitions-1) is a hash of the event's ordering key — its CloudEvents
+`subject` when it has one (all events about one entity, of any type, stay in order), else its
+type — so delivery can run in parallel across lanes and stay in order within each.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 import zlib
@@ -45,6 +49,13 @@ def cloud_event(
     if subject:
         event["subject"] = subject
     return event
+
+
+def dedup_id(event: dict[str, Any]) -> str:
+    """The JetStream message id: the event's id scoped to its publisher (`source`, which core
+    sets). A hash of the pair, unambiguous (JSON-encoded) and header-safe whatever they hold."""
+    pair = json.dumps([str(event["source"]), str(event["id"])], separators=(",", ":"))
+    return hashlib.sha256(pair.encode()).hexdigest()
 
 
 def ordering_key(event: dict[str, Any]) -> str:
@@ -125,7 +136,7 @@ class EventStream:
                 await js.update_stream(config)
 
     async def publish(self, event: dict[str, Any]) -> bool:
-        """Store `event`; returns True when it was a duplicate of a stored id."""
+        """Store `event`; returns True when its publisher already stored that id."""
         try:
             js = await self.js()
             ack = await js.publish(
@@ -133,7 +144,7 @@ class EventStream:
                 json.dumps(event, separators=(",", ":")).encode(),
                 timeout=2,
                 stream=self.events,
-                headers={"Nats-Msg-Id": event["id"]},
+                headers={"Nats-Msg-Id": dedup_id(event)},
             )
         except StreamUnavailable:
             raise

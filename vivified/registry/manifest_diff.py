@@ -1,9 +1,15 @@
 """What changed between two manifests, whether it widens a plugin's powers, and risk ratings.
 
-All functions accept any mapping (stored manifests included) and never raise on odd shapes."""
+All functions accept any mapping (stored manifests included) and never raise on odd shapes.
+
+An endpoint whose template changes widens unless every path the new template matches was
+matched by the old one (the operator lane's grammar: a literal segment, `{name}` = one
+non-empty segment, a last `{name:path}` = one or more segments); anything that cannot be
+proved a subset (an unparsable template, another literal) counts as widening."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -36,6 +42,67 @@ SCALAR_FIELDS: tuple[str, ...] = (
 )
 
 
+_PARAM = re.compile(r"^\{[A-Za-z_][A-Za-z0-9_]*(:path)?\}$")
+
+
+@dataclass(frozen=True)
+class _Template:
+    segments: tuple[str | None, ...]  # a literal, or None for a one-segment `{param}`
+    tail: bool  # ends with `{name:path}`: one or more further segments
+
+
+def _parse_template(template: object) -> _Template | None:
+    """The template's segments, or None when it is not plainly of the routing grammar."""
+    if not isinstance(template, str) or not template.startswith("/"):
+        return None
+    if "//" in template or "?" in template or "#" in template or "%" in template:
+        return None
+    parts = template[1:].split("/")
+    segments: list[str | None] = []
+    tail = False
+    for i, part in enumerate(parts):
+        match = _PARAM.match(part)
+        if match and match.group(1):
+            if i != len(parts) - 1:
+                return None
+            tail = True
+        elif match:
+            segments.append(None)
+        elif "{" in part or "}" in part:
+            return None
+        else:
+            segments.append(part)  # "" only as the last: a trailing slash is significant
+    return _Template(tuple(segments), tail)
+
+
+def _segment_within(new: str | None, old: str | None) -> bool:
+    if old is None:  # `{param}` takes any one non-empty segment
+        return new != ""  # a `{param}` or a non-empty literal
+    return new == old
+
+
+def template_within(new: object, old: object) -> bool:
+    """Whether every path template `new` matches is matched by `old` (False if unsure)."""
+    if new == old:
+        return True
+    a, b = _parse_template(new), _parse_template(old)
+    if a is None or b is None:
+        return False
+    n = len(b.segments)
+    if not b.tail:
+        return (
+            not a.tail
+            and len(a.segments) == n
+            and all(map(_segment_within, a.segments, b.segments))
+        )
+    if len(a.segments) < n or not all(map(_segment_within, a.segments[:n], b.segments)):
+        return False
+    if a.tail:  # b's tail takes one or more segments, as many as a's extras and tail give
+        return True
+    extra = a.segments[n:]
+    return bool(extra) and extra != ("",)  # b's tail never matches a lone empty segment
+
+
 def _get(manifest: Mapping[str, Any], dotted: str) -> Any:
     value: Any = manifest
     for part in dotted.split("."):
@@ -57,6 +124,20 @@ def _audit_rank(manifest: Mapping[str, Any]) -> int:
     return AUDIT_ORDER.index(level) if level in AUDIT_ORDER else 0
 
 
+def _widens(field: str, change: Mapping[str, Any]) -> bool:
+    """Whether changing `field` from `change["old"]` to `change["new"]` widens."""
+    old, new = change.get("old"), change.get("new")
+    if field == "base_url":  # another host (or the default moving with health_check.port)
+        return True
+    if field.startswith("endpoints."):
+        return not template_within(new, old)
+    if field == "compliance.audit_level":
+        old_rank = AUDIT_ORDER.index(old) if old in AUDIT_ORDER else 0
+        new_rank = AUDIT_ORDER.index(new) if new in AUDIT_ORDER else 0
+        return new_rank < old_rank
+    return False
+
+
 @dataclass(frozen=True)
 class ManifestDiff:
     """`added`/`removed`: field → items; `changed`: field → {"old", "new"}."""
@@ -66,22 +147,21 @@ class ManifestDiff:
     changed: dict[str, dict[str, Any]]
 
     @property
+    def widening(self) -> list[str]:
+        """The fields whose change needs an admin's approval (sorted)."""
+        out = {field for field in self.added if field in WIDENING}
+        out |= {field for field, change in self.changed.items() if _widens(field, change)}
+        return sorted(out)
+
+    @property
     def widened(self) -> bool:
-        if any(field in WIDENING for field in self.added):
-            return True
-        if "base_url" in self.changed:
-            return True
-        audit = self.changed.get("compliance.audit_level")
-        if audit is not None:
-            old, new = audit.get("old"), audit.get("new")
-            old_rank = AUDIT_ORDER.index(old) if old in AUDIT_ORDER else 0
-            new_rank = AUDIT_ORDER.index(new) if new in AUDIT_ORDER else 0
-            return new_rank < old_rank
-        return False
+        return bool(self.widening)
 
     def to_dict(self) -> dict[str, Any]:
+        widening = self.widening
         return {
-            "widened": self.widened,
+            "widened": bool(widening),
+            "widening": widening,
             "added": {k: list(v) for k, v in self.added.items()},
             "removed": {k: list(v) for k, v in self.removed.items()},
             "changed": {k: dict(v) for k, v in self.changed.items()},
