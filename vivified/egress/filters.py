@@ -1,4 +1,4 @@
-"""Response filtering, streamed: header stripping, content types and a body size cap."""
+"""Body streams and header helpers: request byte counts, response stripping, size caps."""
 
 from __future__ import annotations
 
@@ -7,6 +7,17 @@ from collections.abc import Callable
 from mitmproxy import http
 
 from vivified.policy.egress_settings import FilterRule
+
+SMALL_BODY = 256 * 1024  # declared bodies up to this size are buffered, larger ones streamed
+
+
+def needs_streaming(headers: http.Headers) -> bool:
+    """Stream (count without buffering) bodies that are chunked or declared large; small
+    declared bodies go through mitmproxy's buffered path, which is cheaper per request."""
+    if "transfer-encoding" in headers:
+        return True
+    length = headers.get("content-length")
+    return length is not None and (not length.isdigit() or int(length) > SMALL_BODY)
 
 
 def strip_headers(headers: http.Headers, rule: FilterRule) -> list[str]:

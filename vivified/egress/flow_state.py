@@ -1,47 +1,65 @@
-"""What the egress addon keeps per flow and connection, and small header/name helpers."""
+"""What the egress addons tell each other about a flow, through `flow.metadata`.
+
+The addons run in a fixed order (see `launcher.egress_addons`) and never share private state:
+an earlier addon tags the flow, a later one reads the tag. Every key and its type is here.
+
+- `OUTCOME`  the flow's audit record in the making (`audit.OpenRecord` opens it)
+- `PLUGIN`   the authenticated plugin id (`proxy_auth.ProxyAuth`)
+- `TUNNEL`   the target of the accepted CONNECT a request arrived in (`tunnels.Tunnels`)
+- `VERDICT`  what policy allowed: plugin, decision, allowlist mode (`egress_policy.EgressPolicy`)
+- `TARGET`   the authorised destination, address included (`pinning.AddressPinning`, or the
+             tunnel's for a request inside one)
+- `DENIED`   the proxy answered the flow itself (`responses.refuse`); later addons leave it be
+- `AUDITED`  the record was written (`live_state.AuditTrail`); it is written once
+- `TIMED_OUT` the 504 stands in for the upstream's missing answer (`response_deadline`)
+"""
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
-from typing import Any, Protocol
+
+from mitmproxy import http
 
 from vivified.egress.records import Outcome
 from vivified.policy.decision import Decision
-from vivified.policy.hosts import HostError, parse_host
-from vivified.registry.audit import AuditEvent
 
 __all__ = [
     "AUDITED",
     "DENIED",
     "OUTCOME",
-    "SMALL_BODY",
-    "AuditSink",
-    "SnapshotSource",
+    "PLUGIN",
+    "TARGET",
+    "TIMED_OUT",
+    "TUNNEL",
+    "VERDICT",
     "Target",
-    "Tunnel",
-    "needs_streaming",
-    "same_authority",
-    "same_name",
+    "Verdict",
+    "is_settled",
+    "outcome",
+    "plugin_id",
+    "target",
+    "tunnel",
+    "verdict",
 ]
 
-
-# flow.metadata keys
 OUTCOME = "vivified.outcome"
-AUDITED = "vivified.audited"
+PLUGIN = "vivified.plugin"
+TUNNEL = "vivified.tunnel"
+VERDICT = "vivified.verdict"
+TARGET = "vivified.target"
 DENIED = "vivified.denied"
-TIMED_OUT = "vivified.timed_out"  # the 504 stands in for the upstream's missing answer
+AUDITED = "vivified.audited"
+TIMED_OUT = "vivified.timed_out"
 
 
-class SnapshotSource(Protocol):
-    @property
-    def current(self) -> Any: ...
+@dataclass(frozen=True)
+class Verdict:
+    """Policy let the flow through: for whom, on which decision (allowed or report), in which
+    allowlist mode."""
 
-
-class AuditSink(Protocol):
-    def record_nowait(self, event: AuditEvent) -> bool: ...
-
-    async def record(self, event: AuditEvent) -> None: ...
+    plugin_id: str
+    decision: Decision
+    mode: str
 
 
 @dataclass
@@ -57,62 +75,37 @@ class Target:
     passthrough: bool
 
 
-@dataclass
-class Tunnel:
-    """State of one authorised CONNECT, keyed by the client connection."""
-
-    target: Target
-    started: float
-    request_id: str
-    layer_decided: bool = False
-    expired: bool = False
-    timer: asyncio.TimerHandle | None = None
-    outcome: Outcome | None = None
+def outcome(flow: http.HTTPFlow) -> Outcome | None:
+    """The flow's audit record, if one was opened (every flow through `OpenRecord` has one)."""
+    value: Outcome | None = flow.metadata.get(OUTCOME)
+    return value
 
 
-SMALL_BODY = 256 * 1024  # declared bodies up to this size are buffered, larger ones streamed
+def plugin_id(flow: http.HTTPFlow) -> str | None:
+    """The plugin the proxy credentials proved (not set inside a tunnel: see `tunnel`)."""
+    value: str | None = flow.metadata.get(PLUGIN)
+    return value
 
 
-def needs_streaming(headers: Any) -> bool:
-    """Stream (count without buffering) bodies that are chunked or declared large; small
-    declared bodies go through mitmproxy's buffered path, which is cheaper per request."""
-    if "transfer-encoding" in headers:
-        return True
-    length = headers.get("content-length")
-    return length is not None and (not length.isdigit() or int(length) > SMALL_BODY)
+def tunnel(flow: http.HTTPFlow) -> Target | None:
+    """For a request inside an accepted CONNECT tunnel: that tunnel's target."""
+    value: Target | None = flow.metadata.get(TUNNEL)
+    return value
 
 
-def same_name(value: str | None, host: str) -> bool:
-    if not value:
-        return False
-    try:
-        return bool(parse_host(value).value == host)
-    except HostError:
-        return False
+def verdict(flow: http.HTTPFlow) -> Verdict | None:
+    """What policy allowed (CONNECT and plain requests; not set for refused flows)."""
+    value: Verdict | None = flow.metadata.get(VERDICT)
+    return value
 
 
-def same_authority(authority: str, host: str, port: int, default_port: int) -> bool:
-    """Whether a Host header names exactly `host:port` (after normalisation)."""
-    value = authority.strip()
-    hostpart, got_port = value, default_port
-    if value.startswith("["):
-        end = value.find("]")
-        if end < 0:
-            return False
-        hostpart, rest = value[: end + 1], value[end + 1 :]
-        if rest:
-            if not rest.startswith(":") or not rest[1:].isdigit():
-                return False
-            got_port = int(rest[1:])
-    elif value.count(":") == 1:
-        hostpart, _, p = value.partition(":")
-        if not p.isdigit():
-            return False
-        got_port = int(p)
-    if got_port != port:
-        return False
-    try:
-        expected = parse_host(host).value
-        return bool(parse_host(hostpart).value == expected)
-    except HostError:
-        return False
+def target(flow: http.HTTPFlow) -> Target | None:
+    """The authorised destination of the flow, once every check passed."""
+    value: Target | None = flow.metadata.get(TARGET)
+    return value
+
+
+def is_settled(flow: http.HTTPFlow) -> bool:
+    """Whether the flow needs no more checks: refused by the proxy, or mitmproxy's own error
+    (e.g. a request smuggling attempt) that the audit addon records as `bad_request`."""
+    return bool(flow.metadata.get(DENIED)) or flow.error is not None

@@ -1,4 +1,4 @@
-"""Runs the egress proxy: mitmproxy 11 in regular mode, in our asyncio loop, with our addon."""
+"""Runs the egress proxy: mitmproxy 11 in regular mode, in our asyncio loop, with our addons."""
 
 from __future__ import annotations
 
@@ -12,11 +12,20 @@ from typing import Any
 from vivified.config.children import write_port
 from vivified.config.egress_ca import ensure_ca
 from vivified.config.settings import Settings
-from vivified.egress.addon import EgressAddon
+from vivified.egress.audit import Audit, OpenRecord
 from vivified.egress.auth import ProxyAuthenticator
+from vivified.egress.authority import RequestAuthority
+from vivified.egress.egress_policy import EgressPolicy
 from vivified.egress.live_connections import LiveConnections
+from vivified.egress.live_state import AuditSink, AuditTrail, EgressState, SnapshotSource
+from vivified.egress.passthrough import PassthroughTunnels
+from vivified.egress.pinning import AddressPinning
+from vivified.egress.proxy_auth import PluginAuth
 from vivified.egress.resolve import Resolver
 from vivified.egress.response_deadline import ResponseDeadline
+from vivified.egress.response_filtering import ResponseFilter
+from vivified.egress.tunnels import Tunnels
+from vivified.egress.upstream_connect import UpstreamConnect
 
 log = logging.getLogger(__name__)
 
@@ -72,17 +81,53 @@ def mitmproxy_addons() -> list[Any]:
     ]
 
 
+def egress_addons(
+    settings: Settings,
+    state: EgressState,
+    authenticator: ProxyAuthenticator,
+    live: LiveConnections,
+) -> list[Any]:
+    """Our addons, in the order mitmproxy asks them about every event. Each one tags the flow
+    (`flow_state`) for the ones after it; a refused flow is left alone by the rest and
+    recorded by the last."""
+    return [
+        OpenRecord(),  # the flow's audit record, filled in by the addons below
+        Tunnels(),  # a request inside an accepted CONNECT acts as the tunnel's plugin
+        PluginAuth(authenticator),  # 407
+        RequestAuthority(),  # Host/SNI agree with the authorised target: 400/421
+        EgressPolicy(state),  # allowlist, blocklist, ports, kill switch: 403
+        AddressPinning(  # resolve, check every address, connect to the checked one
+            state,
+            Resolver(settings.egress_dns_timeout),
+            own_listeners=[
+                (settings.host, settings.gateway_port),
+                (settings.host, settings.egress_port),
+            ],
+        ),
+        UpstreamConnect(settings.upstream_timeout),  # 502/504 when the upstream is unreachable
+        PassthroughTunnels(state, settings.egress_tunnel_max_seconds, live.close_client),
+        ResponseFilter(state, live.close_client),  # stripped headers, content types, size caps
+        ResponseDeadline(settings.upstream_timeout, live.inject, live.close_upstream),
+        Audit(state),  # one record per flow
+    ]
+
+
+def shared_state(snapshots: SnapshotSource, audit: AuditSink) -> EgressState:
+    """The live state every addon is given: the snapshot holder and the audit writer."""
+    return EgressState(snapshots, AuditTrail(audit))
+
+
 class _Ready:
     """Reports the bound address once mitmproxy listens (port file, ready event, own listeners)."""
 
     def __init__(
         self,
-        addon: EgressAddon,
+        pinning: AddressPinning,
         settings: Settings,
         port_file: str | None,
         ready: asyncio.Event | None,
     ) -> None:
-        self._addon = addon
+        self._pinning = pinning
         self._settings = settings
         self._port_file = port_file
         self._ready = ready
@@ -94,7 +139,7 @@ class _Ready:
         master: Any = ctx.master
         addrs = master.addons.get("proxyserver").listen_addrs()
         self.port = int(addrs[0][1])
-        self._addon.own_listeners.append((self._settings.host, self.port))
+        self._pinning.own_listeners.append((self._settings.host, self.port))
         if self._port_file:
             write_port(self._port_file, self.port)
         log.warning("egress proxy listening on %s:%d", self._settings.host, self.port)
@@ -146,21 +191,10 @@ async def run_egress(
     master.options.update(**mitmproxy_options(settings, ca_cert.parent))  # type: ignore[no-untyped-call]
 
     live = LiveConnections(master)
-    addon = EgressAddon(
-        snapshots=holder,
-        authenticator=ProxyAuthenticator(tokens, lambda pid: holder.current.plugin_gen(pid)),
-        resolver=Resolver(settings.egress_dns_timeout),
-        audit=audit,
-        own_listeners=[
-            (settings.host, settings.gateway_port),
-            (settings.host, settings.egress_port),
-        ],
-        connect_timeout=settings.upstream_timeout,
-        tunnel_max_seconds=settings.egress_tunnel_max_seconds,
-        close_client=live.close_client,
-    )
-    deadline = ResponseDeadline(settings.upstream_timeout, live.inject, live.close_upstream)
-    master.addons.add(addon, deadline, _Ready(addon, settings, port_file, ready))  # type: ignore[no-untyped-call]
+    authenticator = ProxyAuthenticator(tokens, lambda pid: holder.current.plugin_gen(pid))
+    addons = egress_addons(settings, shared_state(holder, audit), authenticator, live)
+    pinning = next(a for a in addons if isinstance(a, AddressPinning))
+    master.addons.add(*addons, _Ready(pinning, settings, port_file, ready))  # type: ignore[no-untyped-call]
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread
             loop.add_signal_handler(sig, master.should_exit.set)

@@ -1,26 +1,42 @@
-"""Passthrough tunnels of the egress addon: SNI checked, bytes counted, lifetime bounded.
+"""Passthrough tunnels as a mitmproxy addon: SNI checked, bytes counted, lifetime bounded.
 
-A CONNECT to a passthrough domain is not intercepted: once the ClientHello's SNI has been
-checked against the CONNECT host, the tunnel carries opaque bytes. It is relayed by mitmproxy's
-hook-free TCP layer (bare-mitmproxy speed) with a byte count added, and ends with one audit
-record (`tunnel`, bytes each way, duration) when the client goes or its lifetime runs out.
+A CONNECT to a passthrough domain (egress settings) is not intercepted: once the ClientHello's
+SNI has been checked against the CONNECT host, the tunnel carries opaque bytes. It is relayed
+by mitmproxy's hook-free TCP layer (bare-mitmproxy speed) with a byte count added, and ends
+with one audit record (`tunnel`, bytes each way, duration) when the client goes or its
+lifetime runs out. A ClientHello naming another host falls through to interception, where
+`RequestAuthority` answers the first request 421.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-from mitmproxy import connection
+from mitmproxy import connection, http
 from mitmproxy.net.tls import starts_like_tls_record
 from mitmproxy.proxy import events, layer, layers
 from mitmproxy.proxy.layers.tls import parse_client_hello
 
-from vivified.egress.flow_state import Tunnel, same_name
+from vivified.egress.authority import same_name
+from vivified.egress.flow_state import Target, target
+from vivified.egress.live_state import CloseClient, EgressState
 from vivified.egress.records import Outcome
 from vivified.policy.egress import audit_decision, audit_reason
+
+
+@dataclass
+class Tunnel:
+    """One accepted CONNECT to a passthrough domain, by client connection."""
+
+    target: Target
+    request_id: str
+    layer_decided: bool = False
+    expired: bool = False
+    timer: asyncio.TimerHandle | None = None
+    outcome: Outcome | None = None  # set once the tunnel relays opaque bytes
 
 
 class CountingTCPLayer(layers.TCPLayer):
@@ -41,15 +57,25 @@ class CountingTCPLayer(layers.TCPLayer):
 
 
 class PassthroughTunnels:
-    """Mixin of the egress addon (its state lives there)."""
+    """A mitmproxy addon. `close_client(client, abort)` ends a tunnel whose lifetime ran out
+    (the launcher reaches into mitmproxy's connection handler for it)."""
 
-    _tunnels: dict[str, Tunnel]
-    _tunnel_max: float
-    _close_client: Callable[[connection.Client, bool], Any] | None
+    def __init__(
+        self, state: EgressState, max_seconds: float, close_client: CloseClient | None = None
+    ) -> None:
+        self._audit = state.audit
+        self.max_seconds = max_seconds
+        self._close_client = close_client
+        self._tunnels: dict[str, Tunnel] = {}
+
+    def http_connected(self, flow: http.HTTPFlow) -> None:
+        accepted = target(flow)
+        if accepted is not None and accepted.passthrough:
+            self._tunnels[flow.client_conn.id] = Tunnel(accepted, flow.id)
 
     def next_layer(self, nextlayer: layer.NextLayer) -> None:
         tunnel = self._tunnels.get(nextlayer.context.client.id)
-        if tunnel is None or not tunnel.target.passthrough or tunnel.layer_decided:
+        if tunnel is None or tunnel.layer_decided:
             return
         data = nextlayer.data_client()  # type: ignore[no-untyped-call]
         if not starts_like_tls_record(data):
@@ -68,11 +94,11 @@ class PassthroughTunnels:
             # Undo what the default TLS layer choice marked; this tunnel carries opaque bytes.
             nextlayer.context.client.tls = False
             nextlayer.context.server.tls = False
-            outcome = self._start_passthrough(nextlayer.context.client, tunnel)
+            outcome = self._start(nextlayer.context.client, tunnel)
             nextlayer.layer = CountingTCPLayer(nextlayer.context, outcome)
         # SNI differs: fall through to interception; the first request is answered 421.
 
-    def _start_passthrough(self, client: connection.Client, tunnel: Tunnel) -> Outcome:
+    def _start(self, client: connection.Client, tunnel: Tunnel) -> Outcome:
         t = tunnel.target
         tunnel.outcome = Outcome(
             "tunnel",
@@ -88,14 +114,24 @@ class PassthroughTunnels:
             started=time.time(),
             extra={"passthrough": True},
         )
-        tunnel.timer = asyncio.get_running_loop().call_later(
-            self._tunnel_max, self._expire_tunnel, client
-        )
+        tunnel.timer = asyncio.get_running_loop().call_later(self.max_seconds, self._expire, client)
         return tunnel.outcome
 
-    def _expire_tunnel(self, client: connection.Client) -> None:
+    def _expire(self, client: connection.Client) -> None:
         tunnel = self._tunnels.get(client.id)
         if tunnel is not None:
             tunnel.expired = True
         if self._close_client is not None:
             self._close_client(client, False)
+
+    def client_disconnected(self, client: connection.Client) -> None:
+        tunnel = self._tunnels.pop(client.id, None)
+        if tunnel is None:
+            return
+        if tunnel.timer is not None:
+            tunnel.timer.cancel()
+        if tunnel.outcome is not None:  # a passthrough tunnel ends with its connection
+            if tunnel.expired:
+                tunnel.outcome.reason = "tunnel_lifetime_exceeded"
+            tunnel.outcome.extra["duration_s"] = round(time.time() - tunnel.outcome.started, 3)
+            self._audit.record(tunnel.outcome)

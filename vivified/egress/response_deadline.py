@@ -5,8 +5,8 @@ error path always answers 502. When the deadline passes before the response head
 
 - plain-HTTP upstream: a 504 problem response is made to arrive on the upstream connection
   as if the upstream had sent it, with `Connection: close`; mitmproxy closes that connection
-  and the flow ends through the ordinary response hooks (the core addon's response filters
-  leave it alone). The client gets 504 with `X-Vivified-Egress-Error: upstream_timeout`.
+  and the flow ends through the ordinary response hooks (`ResponseFilter` leaves it
+  alone). The client gets 504 with `X-Vivified-Egress-Error: upstream_timeout`.
 - TLS upstream: bytes can only enter below mitmproxy's TLS layer, so the upstream connection
   is closed instead and the client gets mitmproxy's 502 ("server closed connection"); the
   audit record says `upstream_timeout` with status 502.
@@ -14,8 +14,8 @@ error path always answers 502. When the deadline passes before the response head
 Either way the upstream connection is released and the exchange is one audit record.
 
 The clock starts when the request has been read from the client (mitmproxy's `request` hook)
-and covers the connect; if the connection is not even up when it runs out, the connect timer
-of the core addon deals with it.
+and covers the connect; if the connection is not even up when it runs out, `UpstreamConnect`'s
+connect timer deals with it.
 """
 
 from __future__ import annotations

@@ -1,73 +1,85 @@
-"""Response filtering of the egress addon: headers stripped, content types, size caps."""
+"""Response filtering as a mitmproxy addon: stripped headers, content types, size caps.
+
+The rule is the egress settings' effective filter for the plugin and host (stricter for
+plugins that handle PHI). Headers the rule strips (always core's `X-Vivified-*`, so an
+upstream cannot forge them) are removed; a refused content type (403
+`content_type_not_allowed`) or a declared length over the cap (502 `response_too_large`)
+replaces the upstream's answer with core's problem response, its body read and discarded.
+An undeclared or large body is streamed, never buffered, and the client connection is cut
+once it passes the cap (recorded as `response_too_large`).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from mitmproxy import http
 
-from mitmproxy import connection, http
-
-from vivified.egress.filters import LimitedStream, ReplacementStream, declared_length, strip_headers
-from vivified.egress.flow_state import (
-    DENIED,
-    OUTCOME,
+from vivified.egress.filters import (
     SMALL_BODY,
-    TIMED_OUT,
-    SnapshotSource,
-    Target,
+    LimitedStream,
+    ReplacementStream,
+    declared_length,
+    strip_headers,
 )
-from vivified.egress.records import Outcome
+from vivified.egress.flow_state import DENIED, TIMED_OUT, outcome, target
+from vivified.egress.live_state import CloseClient, EgressState
 from vivified.egress.responses import error_body, error_headers, status_for
+from vivified.policy.egress_settings import FilterRule
 
 
-class ResponseFiltering:
-    """Mixed into `EgressAddon`: it provides the snapshot source, the client closer and
-    `_finish` (the audit of a finished flow)."""
+class ResponseFilter:
+    """A mitmproxy addon. `close_client(client, abort)` cuts an over-cap streamed response."""
 
-    _snapshots: SnapshotSource
-    _close_client: Callable[[connection.Client, bool], Any] | None
+    def __init__(self, state: EgressState, close_client: CloseClient | None = None) -> None:
+        self._state = state
+        self._close_client = close_client
 
-    def _finish(self, flow: http.HTTPFlow) -> None:
-        raise NotImplementedError
+    def rule(self, plugin_id: str, host: str) -> FilterRule:
+        """The effective filter for `plugin_id` reaching `host`, from the current snapshot."""
+        snap = self._state.current
+        view = snap.plugins.get(plugin_id)
+        phi = view is not None and ("phi" in view.classification or "handles_phi" in view.traits)
+        return snap.egress.filters.effective(plugin_id, host, phi=phi)
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
-        target: Target | None = flow.metadata.get("vivified.target")
+        t = target(flow)
         resp = flow.response
+        o = outcome(flow)
         if (
             flow.metadata.get(DENIED)
-            or flow.metadata.get(TIMED_OUT)
-            or target is None
+            or flow.metadata.get(TIMED_OUT)  # core's own 504 (response_deadline)
+            or t is None
             or resp is None
+            or o is None
         ):
             return
-        view = self._snapshots.current.plugins.get(target.plugin_id)
-        phi = view is not None and ("phi" in view.classification or "handles_phi" in view.traits)
-        rule = self._snapshots.current.egress.filters.effective(
-            target.plugin_id, target.host, phi=phi
-        )
+        rule = self.rule(t.plugin_id, t.host)
         removed = strip_headers(resp.headers, rule)
         if removed:
-            flow.metadata[OUTCOME].extra["stripped"] = removed
+            o.extra["stripped"] = removed
         if not rule.allows_content_type(resp.headers.get("content-type")):
-            return self._replace(
+            self._replace(
                 flow,
                 "content_type_not_allowed",
                 f"content type {resp.headers.get('content-type')!r} refused",
             )
+            return
         length = declared_length(resp.headers)
-        if (
-            rule.max_body_bytes is not None
-            and length is not None
-            and (length > rule.max_body_bytes)
-        ):
-            return self._replace(
+        if rule.max_body_bytes is not None and length is not None and length > rule.max_body_bytes:
+            self._replace(
                 flow,
                 "response_too_large",
                 f"response of {length} bytes exceeds {rule.max_body_bytes}",
             )
+            return
         if length is not None and length <= SMALL_BODY:
             return  # small and declared (already checked against the cap): buffered whole
         resp.stream = LimitedStream(rule.max_body_bytes, lambda: self._cut(flow))
+
+    def response(self, flow: http.HTTPFlow) -> None:
+        stream = flow.response.stream if flow.response is not None else None
+        if isinstance(stream, ReplacementStream) and not stream.sent and flow.response:
+            flow.response.stream = False
+            flow.response.content = stream(b"")  # the upstream sent no body at all
 
     def _replace(self, flow: http.HTTPFlow, reason: str, detail: str) -> None:
         """Answer with a refusal instead of the upstream's response (its body is discarded)."""
@@ -80,14 +92,17 @@ class ResponseFiltering:
         for key, value in error_headers(status, reason, len(body)).items():
             flow.response.headers[key] = value
         flow.response.stream = ReplacementStream(body)
-        o: Outcome = flow.metadata[OUTCOME]
-        o.decision, o.reason, o.status = "deny", reason, status
-        o.extra["detail"] = detail
+        o = outcome(flow)
+        if o is not None:
+            o.decision, o.reason, o.status = "deny", reason, status
+            o.extra["detail"] = detail
 
     def _cut(self, flow: http.HTTPFlow) -> None:
-        o: Outcome = flow.metadata[OUTCOME]
-        o.decision, o.reason = "deny", "response_too_large"
-        o.status = flow.response.status_code if flow.response else 0
-        self._finish(flow)
+        """The streamed body passed the cap: record the flow now, then cut the client."""
+        o = outcome(flow)
+        if o is not None:
+            o.decision, o.reason = "deny", "response_too_large"
+            o.status = flow.response.status_code if flow.response else 0
+        self._state.audit.finish(flow)
         if self._close_client is not None:
             self._close_client(flow.client_conn, True)

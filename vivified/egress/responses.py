@@ -1,4 +1,4 @@
-"""Error responses of the egress proxy: status by reason code, problem+json body, reason header."""
+"""Refusals of the egress proxy: status by reason code, problem+json body, reason header."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import json
 from mitmproxy import http
 
 from vivified.egress.auth import PROXY_AUTHENTICATE
+from vivified.egress.flow_state import DENIED, outcome
 from vivified.registry.tokens import TOKEN_ERROR_CODES
 
 ERROR_HEADER = "X-Vivified-Egress-Error"
@@ -75,3 +76,15 @@ def error_response(reason: str, detail: str, status: int | None = None) -> http.
     code = status or status_for(reason)
     body = error_body(code, reason, detail)
     return http.Response.make(code, body, error_headers(code, reason, len(body)))
+
+
+def refuse(flow: http.HTTPFlow, reason: str, detail: str) -> None:
+    """The proxy answers the flow itself: problem response, `DENIED` tag, the outcome's verdict.
+
+    Later addons leave a refused flow alone; the audit addon records it in the same hook."""
+    status = status_for(reason)
+    flow.response = error_response(reason, detail, status)
+    flow.metadata[DENIED] = True
+    o = outcome(flow)
+    if o is not None:
+        o.decision, o.reason, o.status = "deny", reason, status

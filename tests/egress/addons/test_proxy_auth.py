@@ -1,0 +1,101 @@
+"""PluginAuth at hook level: missing, malformed, bad and valid proxy credentials."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from vivified.egress.audit import OpenRecord
+from vivified.egress.flow_state import DENIED, PLUGIN, TUNNEL, outcome
+from vivified.egress.proxy_auth import PluginAuth
+
+# (credentials: None = no header, "<alpha>" = alpha's real token) -> reason code
+CASES = [
+    pytest.param(None, "missing_credentials", "", id="missing"),
+    pytest.param("Bearer abc", "malformed_credentials", "", id="not-basic"),
+    pytest.param("Basic !!!", "malformed_credentials", "", id="bad-base64"),
+    pytest.param("basic:alpha:", "malformed_credentials", "", id="empty-token"),
+    pytest.param("basic:alpha:not-a-token", "malformed_token", "alpha", id="bad-token"),
+    pytest.param("basic:beta:<alpha>", "credential_mismatch", "beta", id="other-plugins-token"),
+    pytest.param("basic:alpha:<alpha-old>", "revoked", "alpha", id="old-generation"),
+]
+
+
+def credentials(kit, tokens, spec: str | None) -> str | None:
+    if spec is None or not spec.startswith("basic:"):
+        return spec
+    _, user, token = spec.split(":", 2)
+    if token == "<alpha>":
+        token = tokens.issue_plugin_token("alpha", 1).token
+    elif token == "<alpha-old>":
+        token = tokens.issue_plugin_token("alpha", 0).token
+    return kit.basic(user, token)
+
+
+@pytest.mark.parametrize(("spec", "reason", "actor"), CASES)
+async def test_connect_with_bad_credentials_is_407(
+    kit, tokens, authenticator, spec: str | None, reason: str, actor: str
+) -> None:
+    chain = kit.chain(OpenRecord(), PluginAuth(authenticator))
+    flow = kit.connect_flow("api.example.com:443", credentials(kit, tokens, spec))
+    await chain.fire("http_connect", flow)
+    assert flow.response is not None
+    assert kit.refusal(flow) == (407, reason, reason)
+    assert flow.response.headers["proxy-authenticate"] == 'Basic realm="vivified-egress"'
+    assert flow.metadata[DENIED] is True
+    assert PLUGIN not in flow.metadata
+    o = outcome(flow)
+    assert o is not None
+    assert (o.actor, o.decision, o.reason, o.status) == (actor, "deny", reason, 407)
+    assert "proxy-authorization" not in flow.request.headers
+
+
+@pytest.mark.parametrize(("spec", "reason", "actor"), CASES)
+async def test_plain_request_with_bad_credentials_is_407(
+    kit, tokens, authenticator, spec: str | None, reason: str, actor: str
+) -> None:
+    chain = kit.chain(OpenRecord(), PluginAuth(authenticator))
+    flow = kit.plain_flow("http://api.example.com/x", credentials(kit, tokens, spec))
+    await chain.fire("requestheaders", flow)
+    assert kit.refusal(flow) == (407, reason, reason)
+    assert outcome(flow).actor == actor
+    assert "proxy-authorization" not in flow.request.headers
+
+
+async def test_valid_credentials_tag_the_plugin_and_never_travel_upstream(
+    kit, tokens, authenticator
+) -> None:
+    chain = kit.chain(OpenRecord(), PluginAuth(authenticator))
+    auth = kit.basic("alpha", tokens.issue_plugin_token("alpha", 1).token)
+    connect = kit.connect_flow("api.example.com:443", auth)
+    plain = kit.plain_flow("http://api.example.com/x", auth)
+    await chain.fire("http_connect", connect)
+    await chain.fire("requestheaders", plain)
+    for flow in (connect, plain):
+        assert flow.response is None
+        assert DENIED not in flow.metadata
+        assert flow.metadata[PLUGIN] == "alpha"
+        assert outcome(flow).actor == "alpha"
+        assert "proxy-authorization" not in flow.request.headers
+    assert "proxy-connection" not in plain.request.headers
+
+
+async def test_request_inside_an_accepted_tunnel_needs_no_credentials(kit, authenticator) -> None:
+    chain = kit.chain(OpenRecord(), PluginAuth(authenticator))
+    flow = kit.plain_flow("http://api.example.com/x", auth="Basic !!!")
+    flow.metadata[TUNNEL] = kit.target()
+    await chain.fire("requestheaders", flow)
+    assert flow.response is None
+    assert PLUGIN not in flow.metadata  # the tunnel's plugin acts (see test_tunnels)
+    assert "proxy-authorization" not in flow.request.headers
+
+
+async def test_token_is_never_in_the_refusal(kit, tokens, authenticator) -> None:
+    chain = kit.chain(OpenRecord(), PluginAuth(authenticator))
+    token = tokens.issue_plugin_token("alpha", 1).token
+    flow = kit.connect_flow("api.example.com:443", kit.basic("beta", token))
+    await chain.fire("http_connect", flow)
+    assert flow.response is not None
+    assert token not in json.dumps(dict(flow.response.headers)) + flow.response.text
+    assert token not in repr(outcome(flow))

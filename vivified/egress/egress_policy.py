@@ -1,0 +1,88 @@
+"""The policy decision as a mitmproxy addon: may this plugin reach this host and port?
+
+A thin adapter over `vivified.policy.egress.decide_egress`, asked with the current snapshot
+(plugin status, effective allowlist and its mode, the egress settings): default deny, 403
+with the policy's reason code. Report mode lets the flow through, audited as would-deny.
+
+- CONNECT and plain requests: the plugin authenticated by `PluginAuth`, the requested host and
+  port. Tags `flow.metadata[VERDICT]` for `AddressPinning`, which resolves and pins next.
+- Requests inside a tunnel: the tunnel's plugin and target, asked again (a disable or an
+  allowlist change applies to open tunnels). Tags `flow.metadata[TARGET]` = the tunnel's.
+"""
+
+from __future__ import annotations
+
+from mitmproxy import http
+
+from vivified.egress.flow_state import (
+    TARGET,
+    VERDICT,
+    Verdict,
+    is_settled,
+    outcome,
+    plugin_id,
+    tunnel,
+)
+from vivified.egress.live_state import EgressState
+from vivified.egress.responses import refuse
+from vivified.policy.decision import Decision
+from vivified.policy.egress import EgressRequest, audit_decision, audit_reason, decide_egress
+from vivified.registry.snapshot import PluginView
+
+
+class EgressPolicy:
+    """A mitmproxy addon: allow, report or refuse (403) each CONNECT and request."""
+
+    def __init__(self, state: EgressState) -> None:
+        self._state = state
+
+    def decide(self, plugin: str, host: str, port: int) -> tuple[Decision, PluginView | None]:
+        """The decision for `plugin` to reach `host:port` now, and the plugin as policy saw it."""
+        snap = self._state.current
+        view = snap.plugins.get(plugin)
+        req = EgressRequest(
+            plugin_id=plugin,
+            plugin_status=None if view is None else view.status,
+            allowlist=() if view is None else tuple(view.egress_domains),
+            mode="enforce" if view is None else view.egress_mode,
+            host=host,
+            port=port,
+            settings=snap.egress,
+        )
+        return decide_egress(req), view
+
+    def http_connect(self, flow: http.HTTPFlow) -> None:
+        if not is_settled(flow):
+            self._destination(flow)
+
+    def requestheaders(self, flow: http.HTTPFlow) -> None:
+        if is_settled(flow):
+            return
+        t = tunnel(flow)
+        if t is None:
+            self._destination(flow)
+            return
+        decision, _view = self.decide(t.plugin_id, t.host, t.port)
+        if not decision.allowed:
+            refuse(flow, decision.reason, decision.detail)
+            return
+        self._allowed(flow, decision)
+        flow.metadata[TARGET] = t
+
+    def _destination(self, flow: http.HTTPFlow) -> None:
+        """A CONNECT or plain request: the authenticated plugin (none: refused as unknown)."""
+        plugin = plugin_id(flow) or ""
+        decision, view = self.decide(plugin, flow.request.host, flow.request.port)
+        o = outcome(flow)
+        if o is not None:
+            o.mode = "" if view is None else view.egress_mode
+        if not decision.allowed or view is None:
+            refuse(flow, decision.reason, decision.detail)
+            return
+        self._allowed(flow, decision)
+        flow.metadata[VERDICT] = Verdict(plugin, decision, view.egress_mode)
+
+    def _allowed(self, flow: http.HTTPFlow, decision: Decision) -> None:
+        o = outcome(flow)
+        if o is not None:
+            o.decision, o.reason = audit_decision(decision), audit_reason(decision)

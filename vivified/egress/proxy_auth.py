@@ -1,0 +1,59 @@
+"""Proxy authentication as a mitmproxy addon: who is asking, or 407.
+
+Like mitmproxy's own `proxyauth` addon, with core's credentials: `Proxy-Authorization: Basic
+base64(plugin-id:token)` on every CONNECT and plain-HTTP request, checked by
+`auth.ProxyAuthenticator`. The hop-by-hop proxy headers never travel upstream. A request inside
+an accepted CONNECT tunnel carries no credentials: it acts as the tunnel's plugin (tagged by
+`tunnels.Tunnels`, which runs before this addon).
+
+Tags: `flow.metadata[PLUGIN]` = the plugin id; on failure the flow is refused (407, the reason
+code in `X-Vivified-Egress-Error`, the claimed id as the record's actor).
+"""
+
+from __future__ import annotations
+
+from mitmproxy import http
+
+from vivified.egress.auth import AuthResult, ProxyAuthenticator
+from vivified.egress.flow_state import PLUGIN, outcome, tunnel
+from vivified.egress.responses import refuse
+
+HOP_HEADERS = ("proxy-authorization", "proxy-connection")
+CHALLENGE_DETAIL = "proxy credentials required: Basic id:token"
+
+
+def _strip_hop_headers(flow: http.HTTPFlow) -> None:
+    for name in HOP_HEADERS:
+        flow.request.headers.pop(name, None)
+
+
+class PluginAuth:
+    """A mitmproxy addon: authenticates the plugin behind each CONNECT and plain request."""
+
+    def __init__(self, authenticator: ProxyAuthenticator) -> None:
+        self._authenticator = authenticator
+
+    async def http_connect(self, flow: http.HTTPFlow) -> None:
+        values = flow.request.headers.get_all("proxy-authorization")
+        result = await self._authenticator.authenticate(values)
+        _strip_hop_headers(flow)
+        self._apply(flow, result)
+
+    async def requestheaders(self, flow: http.HTTPFlow) -> None:
+        values = flow.request.headers.get_all("proxy-authorization")
+        _strip_hop_headers(flow)  # inside tunnels and on refused requests too
+        if flow.error is not None or tunnel(flow) is not None:
+            return
+        self._apply(flow, await self._authenticator.authenticate(values))
+
+    def _apply(self, flow: http.HTTPFlow, result: AuthResult) -> None:
+        o = outcome(flow)
+        if not result.ok:
+            if o is not None:
+                o.actor = result.claimed_id
+            refuse(flow, result.reason, CHALLENGE_DETAIL)
+            return
+        assert result.plugin_id is not None
+        if o is not None:
+            o.actor = result.plugin_id
+        flow.metadata[PLUGIN] = result.plugin_id
