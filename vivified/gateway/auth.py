@@ -42,8 +42,8 @@ async def plugin_claims(request: Request, token: str | None = None) -> PluginCla
         raise unauthorized(exc.code, exc.message) from exc
 
 
-async def admin(request: Request, scope: str, token: str | None = None) -> AdminPrincipal:
-    """Authenticate an admin and require `scope`."""
+async def admin(request: Request, scope: str | None, token: str | None = None) -> AdminPrincipal:
+    """Authenticate an admin and require `scope` (None: any admin; the route checks further)."""
     token = token if token is not None else bearer(request)
     assert token is not None
     if looks_like_jwt(token):
@@ -51,7 +51,7 @@ async def admin(request: Request, scope: str, token: str | None = None) -> Admin
     principal = await authenticate_admin(core_of(request).sessions, token)
     if principal is None:
         raise unauthorized("invalid_admin_token", "the admin token is unknown, revoked or expired")
-    if not principal.has(scope):
+    if scope is not None and not principal.has(scope):
         raise forbidden("missing_scope", f"this action needs the {scope!r} scope")
     return principal
 

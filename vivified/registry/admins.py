@@ -1,4 +1,10 @@
-"""Admin users and their API tokens: bootstrap, issue, verify, revoke."""
+"""Admin users and their API tokens: bootstrap, issue, verify, revoke.
+
+Nobody gives power it does not hold: every function that grants or removes scopes takes the
+acting principal (`by`). A token carries only scopes its minter holds and never outlives the
+minter's token; acting on another admin's tokens needs `admins:manage`, and minting or
+revoking one also needs every scope it carries.
+"""
 
 from __future__ import annotations
 
@@ -24,6 +30,7 @@ SCOPES: tuple[str, ...] = (
     "admins:manage",
 )
 BOOTSTRAP_NAME = "bootstrap"
+MANAGE_SCOPE = "admins:manage"
 ADMIN_TOKEN_PREFIX = "vva_"  # noqa: S105 (a prefix, not a secret)
 MIN_CONFIGURED_TOKEN_LENGTH = 24
 
@@ -31,10 +38,11 @@ MIN_CONFIGURED_TOKEN_LENGTH = 24
 class AdminError(ValueError):
     """An admin operation cannot be carried out; `code` is stable."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: str, message: str, *, subject: str = "") -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.subject = subject  # the admin acted upon (`admin:<name>`), when known
 
 
 @dataclass(frozen=True)
@@ -45,6 +53,7 @@ class AdminPrincipal:
     name: str
     token_id: str
     scopes: frozenset[str]
+    expires_at: float | None = None  # of the token used; None for a token that never expires
 
     @property
     def actor(self) -> str:
@@ -61,6 +70,15 @@ class IssuedAdminToken:
     user_id: str
     scopes: tuple[str, ...]
     expires_at: float | None
+    user_name: str = ""
+
+
+@dataclass(frozen=True)
+class RevokedAdminToken:
+    token_id: str
+    user_id: str
+    user_name: str
+    scopes: tuple[str, ...]
 
 
 def check_scopes(scopes: Collection[str]) -> list[str]:
@@ -155,26 +173,65 @@ async def authenticate_admin(
         return None
     # A token never carries more than its user currently has.
     scopes = frozenset(tok.scopes) & frozenset(user.scopes)
-    return AdminPrincipal(user_id=user.id, name=user.name, token_id=tok.id, scopes=scopes)
+    return AdminPrincipal(
+        user_id=user.id, name=user.name, token_id=tok.id, scopes=scopes, expires_at=tok.expires_at
+    )
+
+
+def subject_of(user: AdminUser) -> str:
+    """How audit records name an admin acted upon (the same form as an actor)."""
+    return f"admin:{user.name}"
+
+
+def _require_own_or_manage(by: AdminPrincipal, user_id: str, subject: str = "") -> None:
+    if user_id != by.user_id and not by.has(MANAGE_SCOPE):
+        raise AdminError(
+            "not_own_token",
+            f"acting on another admin's tokens needs the {MANAGE_SCOPE!r} scope",
+            subject=subject,
+        )
+
+
+def _require_held(by: AdminPrincipal, scopes: Collection[str], subject: str) -> None:
+    missing = sorted(set(scopes) - by.scopes)
+    if missing:
+        raise AdminError("scope_not_held", f"you do not hold the scopes {missing}", subject=subject)
 
 
 async def issue_admin_token(
     sessions: async_sessionmaker[AsyncSession],
     user_id: str,
     *,
+    by: AdminPrincipal,
     name: str = "",
     scopes: Collection[str] | None = None,
     ttl_seconds: float | None = None,
 ) -> IssuedAdminToken:
-    """Create an API token for `user_id`; the token text is returned here and never again."""
+    """Create an API token for `user_id`, on behalf of `by`; its text is returned only here.
+
+    `scopes` defaults to the user's. `by` must hold every scope of the token, and
+    `admins:manage` when the user is not itself; the token cannot outlive `by`'s token.
+    """
+    _require_own_or_manage(by, user_id)
     now = time.time()
+    expires_at = None if ttl_seconds is None else now + ttl_seconds
     async with sessions() as s, s.begin():
         user = await s.get(AdminUser, user_id)
         if user is None:
-            raise AdminError("not_found", f"no admin user {user_id}")
+            raise AdminError("not_found", "no such admin user")
+        subject = subject_of(user)
         wanted = check_scopes(scopes if scopes is not None else user.scopes)
+        _require_held(by, wanted, subject)
         if not set(wanted) <= set(user.scopes):
-            raise AdminError("scope_not_held", "a token cannot carry scopes its user lacks")
+            raise AdminError(
+                "user_lacks_scope", "a token cannot carry scopes its user lacks", subject=subject
+            )
+        if by.expires_at is not None and (expires_at is None or expires_at > by.expires_at):
+            raise AdminError(
+                "outlives_own_token",
+                "a token cannot outlive the token that mints it: give a shorter ttl_seconds",
+                subject=subject,
+            )
         token, digest = new_secret(ADMIN_TOKEN_PREFIX)
         row = AdminToken(
             id=uuid.uuid4().hex,
@@ -183,10 +240,10 @@ async def issue_admin_token(
             token_hash=digest,
             scopes=wanted,
             created_at=now,
-            expires_at=None if ttl_seconds is None else now + ttl_seconds,
+            expires_at=expires_at,
         )
         s.add(row)
-    return IssuedAdminToken(token, row.id, user_id, tuple(wanted), row.expires_at)
+    return IssuedAdminToken(token, row.id, user_id, tuple(wanted), row.expires_at, user.name)
 
 
 def _user_json(user: AdminUser) -> dict[str, Any]:
@@ -200,9 +257,17 @@ def _user_json(user: AdminUser) -> dict[str, Any]:
 
 
 async def create_admin_user(
-    sessions: async_sessionmaker[AsyncSession], name: str, scopes: Collection[str]
+    sessions: async_sessionmaker[AsyncSession],
+    name: str,
+    scopes: Collection[str],
+    *,
+    by: AdminPrincipal,
 ) -> dict[str, Any]:
+    """A new admin user, created by `by` (needs `admins:manage` and every scope it grants)."""
+    if not by.has(MANAGE_SCOPE):
+        raise AdminError("missing_scope", f"creating admins needs the {MANAGE_SCOPE!r} scope")
     wanted = check_scopes(scopes)
+    _require_held(by, wanted, f"admin:{name}")
     user = AdminUser(id=uuid.uuid4().hex, name=name, scopes=wanted, created_at=time.time())
     try:
         async with sessions() as s, s.begin():
@@ -219,9 +284,10 @@ async def list_admin_users(sessions: async_sessionmaker[AsyncSession]) -> list[d
 
 
 async def list_admin_tokens(
-    sessions: async_sessionmaker[AsyncSession], user_id: str
+    sessions: async_sessionmaker[AsyncSession], user_id: str, *, by: AdminPrincipal
 ) -> list[dict[str, Any]]:
-    """Token metadata only: the token itself is never shown again."""
+    """Token metadata only: the token itself is never shown again. Others' need admins:manage."""
+    _require_own_or_manage(by, user_id)
     async with sessions() as s:
         stmt = select(AdminToken).where(col(AdminToken.user_id) == user_id)
         rows = (await s.execute(stmt.order_by(col(AdminToken.created_at)))).scalars().all()
@@ -238,10 +304,24 @@ async def list_admin_tokens(
     ]
 
 
-async def revoke_admin_token(sessions: async_sessionmaker[AsyncSession], token_id: str) -> bool:
+async def revoke_admin_token(
+    sessions: async_sessionmaker[AsyncSession], token_id: str, *, by: AdminPrincipal
+) -> RevokedAdminToken:
+    """Revoke an active token on behalf of `by`.
+
+    Anyone may revoke its own tokens; another admin's needs `admins:manage` and every scope
+    the token carries. Raises `not_found`, `not_own_token` or `scope_not_held`.
+    """
     async with sessions() as s, s.begin():
         row = await s.get(AdminToken, token_id)
         if row is None or row.revoked_at is not None:
-            return False
+            raise AdminError("not_found", "no such active admin token")
+        owner = await s.get(AdminUser, row.user_id)
+        if owner is None:  # the foreign key makes this unreachable
+            raise AdminError("not_found", "no such active admin token")
+        subject = subject_of(owner)
+        _require_own_or_manage(by, row.user_id, subject)
+        if row.user_id != by.user_id:
+            _require_held(by, row.scopes, subject)
         row.revoked_at = time.time()
-    return True
+        return RevokedAdminToken(row.id, owner.id, owner.name, tuple(row.scopes))
