@@ -195,3 +195,27 @@ def test_grants_need_the_grants_scope(c: httpx.Client, gw: CoreProcess) -> None:
         trust_env=False,
     )
     assert r.status_code == 201, r.text
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        pytest.param("GET", "/admin/config/revisions/999999999999999999999999", id="get-huge"),
+        pytest.param(
+            "POST", "/admin/config/revisions/999999999999999999999999/revert", id="revert-huge"
+        ),
+        pytest.param("GET", "/admin/config/revisions/9223372036854775808", id="get-2-pow-63"),
+        pytest.param("GET", "/admin/config/revisions/-1", id="get-negative"),
+        pytest.param("GET", "/admin/config/revisions/one", id="get-non-numeric"),
+        pytest.param("POST", "/admin/config/revisions/0/revert", id="revert-zero"),
+    ],
+)
+def test_a_revision_that_cannot_exist_is_404_and_changes_nothing(
+    c: httpx.Client, method: str, path: str
+) -> None:
+    before = c.get("/admin/config/revisions").json()["items"]
+    r = c.request(method, path, json={})
+    assert r.status_code == 404, r.text
+    assert r.headers["content-type"] == "application/problem+json"
+    assert (r.json()["status"], r.json()["reason"]) == (404, "not_found")
+    assert c.get("/admin/config/revisions").json()["items"] == before

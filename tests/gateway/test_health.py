@@ -251,3 +251,36 @@ def test_tcp_health_checks_follow_the_listener(tmp_path: Path) -> None:
     finally:
         listener.close()
         gw.stop()
+
+
+def test_a_healthy_heartbeat_does_not_lift_poll_derived_unhealthy(
+    tmp_path: Path, flaky: tuple[Flaky, str]
+) -> None:
+    f, url = flaky
+    gw = CoreProcess("gateway", tmp_path, FAST).start()
+    try:
+        with httpx.Client(base_url=gw.url, trust_env=False) as c:
+            r = register(c, polled_manifest("liar", url), registration_token(c))
+            assert r.status_code == 201, r.text
+            auth = {"Authorization": f"Bearer {r.json()['token']}"}
+            f.mode = "error"
+            wait_for(lambda: health(c, "liar")["state"] == "unhealthy")
+            for status in (None, "healthy", "ok"):
+                beat = c.post(
+                    "/plugins/liar/heartbeat",
+                    json={} if status is None else {"status": status},
+                    headers=auth,
+                )
+                assert beat.status_code == 200, beat.text
+                assert beat.json()["state"] == "unhealthy"
+                record = health(c, "liar")
+                assert record["state"] == "unhealthy"
+                assert record["consecutive_failures"] >= 3
+                assert record["last_heartbeat"] is not None
+            assert all(h["source"] != "heartbeat" for h in health(c, "liar")["history"])
+            f.mode = "ok"
+            wait_for(lambda: health(c, "liar")["state"] == "healthy")
+            worse = c.post("/plugins/liar/heartbeat", json={"status": "degraded"}, headers=auth)
+            assert worse.json()["state"] == "degraded"
+    finally:
+        gw.stop()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import os
 import socket
 import time
@@ -17,11 +18,13 @@ import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket
 from support.manifests import seed, simple
 from support.procs import ADMIN_TOKEN, CoreProcess, admin_headers, register, registration_token
 from support.upstream import serve_in_thread
 from vivified_sdk.assertion import InvalidAssertion, verify_assertion
+from websockets.sync.client import connect as ws_connect
 
 MiB = 1024 * 1024
 BODY_CAP = 96 * MiB
@@ -525,3 +528,134 @@ def test_both_framings_at_once_are_refused(lane: Lane) -> None:
     )
     assert reply.startswith(b"HTTP/1.1 400"), reply[:200]
     assert len(lane.up.seen) == before
+
+
+def _folded(name: str) -> str:
+    return name.lower().replace("_", "-")
+
+
+UNDERSCORE_SPOOFS = {
+    "X_Vivified_Caller": "admin",
+    "x_vivified_assertion": "forged",
+    "X_Vivified_Request_Id": "forged-by-caller",
+    "X_Forwarded_For": "6.6.6.6",
+    "X_Forwarded_Host": "evil.example",
+    "X_Real_IP": "6.6.6.6",
+    "Proxy_Authorization": "Basic Zm9vOmJhcg==",
+    "Keep_Alive": "timeout=5",
+    "Connection": "keep-alive, X_Drop_Me",
+    "X-Drop-Me": "1",
+    "X_Kept_Too": "yes",
+}
+
+
+def test_underscore_spellings_of_stripped_headers_never_reach_the_target(lane: Lane) -> None:
+    r = lane.call("alpha", "GET", "/beta/items/3", headers=UNDERSCORE_SPOOFS)
+    assert r.status_code == 200, r.text
+    received = r.json()["headers"]  # what the upstream itself read off the wire
+    names = [k for k, _ in received]
+    assert [n for n in names if "_" in n] == ["x_kept_too"]  # others with `_` pass untouched
+    assert "x-drop-me" not in names
+    by_folded: dict[str, list[str]] = {}
+    for k, v in received:
+        by_folded.setdefault(_folded(k), []).append(v)
+    assert by_folded["x-vivified-caller"] == ["alpha"]
+    assert by_folded["x-forwarded-for"] == ["127.0.0.1"]
+    assert by_folded["x-forwarded-host"] != ["evil.example"]
+    assert by_folded["x-vivified-request-id"] == [r.headers["x-vivified-request-id"]]
+    assert len(by_folded["x-vivified-assertion"]) == 1
+    assert "forged" not in by_folded["x-vivified-assertion"]
+    for gone in ("x-real-ip", "proxy-authorization", "keep-alive"):
+        assert gone not in by_folded, gone
+
+
+class UnderscoreTarget:
+    """An upstream that answers with underscore spellings of headers core strips."""
+
+    def __init__(self) -> None:
+        self.seen: list[list[tuple[str, str]]] = []
+
+    async def item(self, request: Request) -> Response:
+        self.seen.append([(k.decode(), v.decode()) for k, v in request.headers.raw])
+        response = JSONResponse({"ok": True})
+        for name, value in (
+            ("X_Vivified_Request_Id", "forged-by-target"),
+            ("Keep_Alive", "timeout=99"),
+            ("Connection", "close, X_Secret_Too"),
+            ("X-Secret-Too", "s"),
+            ("X_Target_Note", "kept"),
+        ):
+            response.raw_headers.append((name.encode(), value.encode()))
+        return response
+
+    def app(self) -> Starlette:
+        return Starlette(routes=[Route("/api/items/{id}", self.item)])
+
+
+def test_underscore_spellings_of_stripped_response_headers_never_reach_the_caller(
+    lane: Lane,
+) -> None:
+    target = UnderscoreTarget()
+    with (
+        serve_in_thread(target.app()) as url,
+        httpx.Client(base_url=lane.gw.url, timeout=30, trust_env=False) as c,
+    ):
+        for m in (
+            simple("uscore-target", base_url=url, contracts=["UscorePlugin"]),
+            simple("uscore-caller", dependencies=["uscore-target"], contracts=["UsePlugin"]),
+        ):
+            reg = register(c, m, registration_token(c))
+            assert reg.status_code == 201, reg.text
+            lane.tokens[m["id"]] = reg.json()["token"]
+        r = lane.call(
+            "uscore-caller", "GET", "/uscore-target/items/1", headers={"X_Vivified_Caller": "x"}
+        )
+    assert r.status_code == 200, r.text
+    names = [k.decode("latin-1").lower() for k, _ in r.headers.raw]
+    assert [n for n in names if "_" in n] == ["x_target_note"]
+    assert "x-secret-too" not in names
+    assert r.headers.get_list("x-vivified-request-id") != ["forged-by-target"]
+    assert len(r.headers.get_list("x-vivified-request-id")) == 1
+    assert len(target.seen) == 1  # and on the way in, the caller's spelling did not pass
+    assert [v for k, v in target.seen[0] if _folded(k) == "x-vivified-caller"] == ["uscore-caller"]
+
+
+async def _ws_headers(ws: WebSocket) -> None:
+    await ws.accept()
+    await ws.send_json([[k.decode(), v.decode()] for k, v in ws.headers.raw])
+    await ws.close()
+
+
+def test_underscore_spellings_never_reach_a_websocket_target(lane: Lane) -> None:
+    app = Starlette(routes=[WebSocketRoute("/api/feed", _ws_headers)])
+    with (
+        serve_in_thread(app) as url,
+        httpx.Client(base_url=lane.gw.url, timeout=30, trust_env=False) as c,
+    ):
+        for m in (
+            simple("wsu-target", base_url=url, endpoints={"feed": "/api/feed"}),
+            simple("wsu-caller", dependencies=["wsu-target"], contracts=["WsuPlugin"]),
+        ):
+            reg = register(c, m, registration_token(c))
+            assert reg.status_code == 201, reg.text
+            lane.tokens[m["id"]] = reg.json()["token"]
+        spoofs = {
+            k: v for k, v in UNDERSCORE_SPOOFS.items() if k not in {"Connection", "X-Drop-Me"}
+        }
+        with ws_connect(
+            "ws" + lane.gw.url[4:] + "/wsu-target/feed",
+            additional_headers={
+                "Authorization": f"Bearer {lane.tokens['wsu-caller']}",
+                "Sec_WebSocket_Protocol": "forged",
+                **spoofs,
+            },
+        ) as ws:
+            received = json.loads(ws.recv(timeout=10))
+    names = [k for k, _ in received]
+    assert [n for n in names if "_" in n] == ["x_kept_too"]
+    folded = [_folded(n) for n in names]
+    assert folded.count("x-vivified-caller") == 1
+    assert dict(received)["x-vivified-caller"] == "wsu-caller"
+    assert folded.count("x-forwarded-for") == 1
+    assert folded.count("x-vivified-assertion") == 1
+    assert "sec-websocket-protocol" not in folded

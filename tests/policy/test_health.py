@@ -66,7 +66,60 @@ def test_probe_counts_failures_and_time() -> None:
     ],
 )
 def test_heartbeat_status(reported: str | None, expected: str) -> None:
-    assert after_heartbeat(Health(), reported, 5.0).state == expected
+    assert after_heartbeat(Health(), reported, 5.0, POLICY, polled=False).state == expected
+
+
+def polled(results: list[bool]) -> Health:
+    h = Health()
+    for i, ok in enumerate(results):
+        h = after_probe(h, ok, float(i), POLICY)
+    return h
+
+
+@pytest.mark.parametrize(
+    ("polls", "reported", "expected", "failures"),
+    [
+        pytest.param([False] * 3, "healthy", UNHEALTHY, 3, id="healthy-beat-keeps-poll-unhealthy"),
+        pytest.param([False] * 3, None, UNHEALTHY, 3, id="empty-beat-keeps-poll-unhealthy"),
+        pytest.param([False] * 3, "degraded", UNHEALTHY, 3, id="degraded-beat-keeps-unhealthy"),
+        pytest.param([False] * 4, "ok", UNHEALTHY, 4, id="ok-beat-keeps-four-failures"),
+        pytest.param([False], "healthy", DEGRADED, 1, id="healthy-beat-keeps-poll-degraded"),
+        pytest.param([False, False], "ok", DEGRADED, 2, id="ok-beat-keeps-two-failures"),
+        pytest.param([False], "unhealthy", UNHEALTHY, 1, id="beat-may-worsen-degraded"),
+        pytest.param([True], "degraded", DEGRADED, 0, id="beat-may-worsen-healthy"),
+        pytest.param([True], "failing", UNHEALTHY, 0, id="beat-may-condemn-healthy"),
+        pytest.param([True], "sparkly", DEGRADED, 0, id="unknown-status-worsens"),
+        pytest.param([True], "healthy", HEALTHY, 0, id="healthy-polls-healthy-beat"),
+        pytest.param([False] * 3 + [True], "ok", HEALTHY, 0, id="after-polls-recover"),
+        pytest.param([], "healthy", HEALTHY, 0, id="not-yet-polled"),
+    ],
+)
+def test_heartbeat_cannot_lift_a_polled_plugin_above_its_polls(
+    polls: list[bool], reported: str | None, expected: str, failures: int
+) -> None:
+    before = polled(polls)
+    after = after_heartbeat(before, reported, 50.0, POLICY, polled=True)
+    assert (after.state, after.consecutive_failures) == (expected, failures)
+    assert (after.last_heartbeat, after.last_check) == (50.0, before.last_check)
+
+
+def test_polls_still_count_on_after_a_healthy_heartbeat() -> None:
+    h = after_heartbeat(polled([False] * 2), "healthy", 2.5, POLICY, polled=True)
+    h = after_probe(h, False, 3.0, POLICY)
+    assert (h.state, h.consecutive_failures) == (UNHEALTHY, 3)
+    assert after_probe(h, True, 4.0, POLICY).state == HEALTHY
+
+
+def test_a_self_reported_bad_state_is_lifted_by_the_next_healthy_beat() -> None:
+    h = after_heartbeat(polled([True]), "unhealthy", 1.5, POLICY, polled=True)
+    assert h.state == UNHEALTHY
+    assert after_heartbeat(h, "healthy", 2.0, POLICY, polled=True).state == HEALTHY
+
+
+def test_heartbeat_only_plugins_heal_with_a_beat() -> None:
+    missed = Health(state=UNHEALTHY, consecutive_failures=5, last_heartbeat=1.0)
+    h = after_heartbeat(missed, "healthy", 60.0, POLICY, polled=False)
+    assert (h.state, h.consecutive_failures, h.last_check) == (HEALTHY, 0, 60.0)
 
 
 @pytest.mark.parametrize(
@@ -80,7 +133,7 @@ def test_heartbeat_status(reported: str | None, expected: str) -> None:
     ],
 )
 def test_heartbeat_age(age: float, expected: str) -> None:
-    h = after_heartbeat(Health(), "healthy", 100.0)
+    h = after_heartbeat(Health(), "healthy", 100.0, POLICY, polled=False)
     assert from_heartbeat_age(h, 100.0 + age, POLICY).state == expected
 
 

@@ -172,10 +172,14 @@ class HealthMonitor:
         )
 
     async def heartbeat(self, pid: str, status: str | None, metrics: Any) -> Health:
-        """Record a heartbeat sent by the plugin itself."""
+        """Record a heartbeat sent by the plugin itself. A plugin with a health check is
+        judged by its polls first: its heartbeat cannot report it better than they do (a
+        plugin missing from the snapshot is treated the same way, the safe side)."""
+        view = self._snapshot.current.plugins.get(pid)
+        polled = view is None or probe_target(view) is not None
         return await self._apply(
             pid,
-            lambda h, now: after_heartbeat(h, status, now),
+            lambda h, now: after_heartbeat(h, status, now, self._policy, polled=polled),
             _small_metrics(metrics),
             source="heartbeat",
         )

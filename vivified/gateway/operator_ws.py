@@ -22,11 +22,12 @@ from yarl import URL
 from vivified.gateway.core import Core
 from vivified.gateway.lane_errors import LaneError
 from vivified.gateway.operator_lane import Call, admit
-from vivified.gateway.proxy_headers import request_headers
+from vivified.gateway.proxy_headers import folded, request_headers
 from vivified.gateway.upstream import identity_headers
 
 log = logging.getLogger("vivified.operator")
-# What a WebSocket client handshake carries that the upstream handshake makes anew.
+# What a WebSocket client handshake carries that the upstream handshake makes anew (in any
+# spelling: compared as `folded` names, `_` read as `-`, like every header core strips).
 _HANDSHAKE = frozenset(
     {
         "sec-websocket-key",
@@ -50,7 +51,7 @@ async def relay_websocket(scope: Scope, receive: Receive, send: Send) -> None:
             for k, v in request_headers(
                 scope["headers"], identity_headers(core, call, scope, target, path)
             )
-            if k.decode("latin-1") not in _HANDSHAKE
+            if folded(k).decode("latin-1") not in _HANDSHAKE
         )
         url = target.base_url.rstrip("/") + "/api/" + rest.decode("ascii")
         query = scope.get("query_string", b"")

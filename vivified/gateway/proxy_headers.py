@@ -4,6 +4,10 @@ Towards the target: hop-by-hop headers (and every header the caller names in `Co
 its credentials (`Authorization`, `Cookie`, `Proxy-Authorization`) and anything that claims an
 identity or a route (`X-Vivified-*`, `Forwarded`, `X-Forwarded-*`, `X-Real-IP`) are dropped;
 core adds its own, which the target can trust. Towards the caller: hop-by-hop headers go.
+
+Names are compared case-insensitively with `_` folded to `-`: servers that read headers the
+CGI way (`HTTP_X_VIVIFIED_CALLER`) cannot tell `X_Vivified_Caller` from `X-Vivified-Caller`,
+so the underscore spelling of every stripped header is stripped too.
 """
 
 from __future__ import annotations
@@ -33,11 +37,17 @@ Headers = list[tuple[bytes, bytes]]
 REQUEST_ID = b"x-vivified-request-id"
 
 
+def folded(name: bytes) -> bytes:
+    """A header name as stripping compares it: lower case, `_` read as `-`."""
+    low = name.lower()
+    return low.replace(b"_", b"-") if b"_" in low else low
+
+
 def _connection_named(headers: Iterable[tuple[bytes, bytes]]) -> set[bytes]:
     named: set[bytes] = set()
     for key, value in headers:
-        if key.lower() == b"connection":
-            named.update(t.strip().lower() for t in value.split(b",") if t.strip())
+        if folded(key) == b"connection":
+            named.update(folded(t.strip()) for t in value.split(b",") if t.strip())
     return named
 
 
@@ -49,15 +59,15 @@ def request_headers(
     named = _connection_named(raw)
     out: Headers = []
     for key, value in raw:
-        low = key.lower()
+        name = folded(key)
         if (
-            low in HOP_BY_HOP
-            or low in CALLER_ONLY
-            or low in named
-            or low.startswith(_SPOOFABLE_PREFIXES)
+            name in HOP_BY_HOP
+            or name in CALLER_ONLY
+            or name in named
+            or name.startswith(_SPOOFABLE_PREFIXES)
         ):
             continue
-        out.append((low, value))
+        out.append((key.lower(), value))
     out.extend(added)
     return out
 
@@ -68,9 +78,9 @@ def response_headers(raw: Iterable[tuple[bytes, bytes]], request_id: str) -> Hea
     pairs = list(raw)
     named = _connection_named(pairs)
     out = [
-        (low, v)
-        for low, v in ((k.lower(), v) for k, v in pairs)
-        if low not in HOP_BY_HOP and low not in named and low != REQUEST_ID
+        (k.lower(), v)
+        for k, v in pairs
+        if (name := folded(k)) not in HOP_BY_HOP and name not in named and name != REQUEST_ID
     ]
     out.append((REQUEST_ID, request_id.encode()))
     return out

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import time
-from datetime import datetime
 from typing import Any
 
 from starlette.requests import Request
@@ -14,10 +13,19 @@ from starlette.routing import Route
 from vivified.gateway import auth
 from vivified.gateway.admin_audit import record_admin_action
 from vivified.gateway.bodies import json_object, read_json
+from vivified.gateway.params import (
+    MAX_INT,
+    invalid_query,
+    path_record_id,
+    query_int,
+    query_text,
+    query_time,
+)
 from vivified.gateway.problems import Problem, not_found
 from vivified.registry import registration_tokens as regtokens
 from vivified.registry.audit_chain import verify_chain
-from vivified.registry.audit_query import query_audit
+from vivified.registry.audit_query import MAX_LIMIT as AUDIT_MAX_LIMIT
+from vivified.registry.audit_query import decode_cursor, query_audit
 
 PLUGIN_ID = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 ADMIN_BODY_CAP = 64 * 1024
@@ -112,7 +120,7 @@ async def revoke_registration_token(request: Request) -> Response:
     """Revoke a registration token."""
     core = auth.core_of(request)
     principal = await auth.admin(request, "plugins:manage")
-    token_id = request.path_params["token_id"]
+    token_id = path_record_id(request, "token_id", "registration token")
     if not await regtokens.revoke_registration_token(core.sessions, token_id):
         raise not_found(f"no registration token {token_id!r}")
     await record_admin_action(
@@ -121,40 +129,37 @@ async def revoke_registration_token(request: Request) -> Response:
     return Response(status_code=204)
 
 
-def _time_param(request: Request, name: str) -> float | None:
-    raw = request.query_params.get(name)
-    if raw is None or raw == "":
+def _cursor(request: Request) -> str | None:
+    """The paging cursor: short, and naming a record id within 1..2**63-1."""
+    cursor = query_text(request, "cursor", 64)
+    if cursor is None:
         return None
     try:
-        return float(raw)
+        last = decode_cursor(cursor)
     except ValueError:
-        pass
-    try:
-        return datetime.fromisoformat(raw.replace("Z", "+00:00")).timestamp()
-    except ValueError as exc:
-        raise Problem(400, f"{name} must be epoch seconds or ISO-8601", code="bad_query") from exc
+        last = 0
+    if not 1 <= last <= MAX_INT:
+        raise invalid_query("cursor", "invalid_cursor", "a next_cursor value from a response")
+    return cursor
 
 
 async def audit_records(request: Request) -> Response:
     """Query the audit trail, newest first, with filters and a paging cursor."""
     core = auth.core_of(request)
     await auth.admin(request, "audit:read")
-    q = request.query_params
-    limit_raw = q.get("limit", "100")
-    if not limit_raw.isdigit():
-        raise Problem(400, "limit must be a positive integer", code="bad_query")
+    limit = query_int(request, "limit", 100, hi=AUDIT_MAX_LIMIT)
     try:
         items, cursor = await query_audit(
             core.sessions,
-            actor=q.get("actor") or None,
-            target=q.get("target") or None,
-            lane=q.get("lane") or None,
-            action=q.get("action") or None,
-            decision=q.get("decision") or None,
-            since=_time_param(request, "since"),
-            until=_time_param(request, "until"),
-            limit=int(limit_raw),
-            cursor=q.get("cursor") or None,
+            actor=query_text(request, "actor"),
+            target=query_text(request, "target"),
+            lane=query_text(request, "lane"),
+            action=query_text(request, "action"),
+            decision=query_text(request, "decision"),
+            since=query_time(request, "since"),
+            until=query_time(request, "until"),
+            limit=limit or 100,
+            cursor=_cursor(request),
         )
     except ValueError as exc:
         raise Problem(400, str(exc), code="bad_query") from exc

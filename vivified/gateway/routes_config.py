@@ -16,6 +16,7 @@ from vivified.config.config_service import ConfigError
 from vivified.gateway import auth
 from vivified.gateway.bodies import read_json
 from vivified.gateway.middleware import request_id
+from vivified.gateway.params import path_int, path_plugin_id, query_int, query_text
 from vivified.gateway.problems import Problem
 from vivified.registry import config_store as store
 
@@ -75,7 +76,7 @@ async def get_allowlist(request: Request) -> Response:
     core = auth.core_of(request)
     await auth.admin(request, "egress:manage")
     try:
-        got = await core.config.get_allowlist(request.path_params["plugin_id"])
+        got = await core.config.get_allowlist(path_plugin_id(request))
     except ConfigError as exc:
         raise _problem(exc) from exc
     return _versioned(got.value, got.version)
@@ -84,11 +85,12 @@ async def get_allowlist(request: Request) -> Response:
 async def put_allowlist(request: Request) -> Response:
     core = auth.core_of(request)
     principal = await auth.admin(request, "egress:manage")
+    plugin_id = path_plugin_id(request)
     expected = _expected(request)
     body = await read_json(request, BODY_CAP)
     try:
         got = await core.config.put_allowlist(
-            request.path_params["plugin_id"],
+            plugin_id,
             body,
             expected=expected,
             actor=principal.actor,
@@ -100,24 +102,15 @@ async def put_allowlist(request: Request) -> Response:
     return _versioned(got.value, got.version)
 
 
-def _int_param(request: Request, name: str, default: int | None) -> int | None:
-    raw = request.query_params.get(name)
-    if raw is None or raw == "":
-        return default
-    if not raw.isdigit():
-        raise Problem(400, f"{name} must be a positive integer", code="bad_query")
-    return int(raw)
-
-
 async def list_revisions(request: Request) -> Response:
     core = auth.core_of(request)
     await auth.admin(request, "egress:manage")
-    limit = _int_param(request, "limit", 100) or 100
+    limit = query_int(request, "limit", 100) or 100
     items = await store.list_revisions(
         core.sessions,
-        obj=request.query_params.get("object") or None,
+        obj=query_text(request, "object"),
         limit=min(limit, MAX_LIMIT),
-        before_id=_int_param(request, "before", None),
+        before_id=query_int(request, "before", None),
     )
     return JSONResponse({"items": items})
 
@@ -125,7 +118,7 @@ async def list_revisions(request: Request) -> Response:
 async def get_revision(request: Request) -> Response:
     core = auth.core_of(request)
     await auth.admin(request, "egress:manage")
-    rev = request.path_params["rev"]
+    rev = path_int(request, "rev", "revision")
     try:
         return JSONResponse(await store.get_revision(core.sessions, rev))
     except store.UnknownObject as exc:
@@ -135,10 +128,11 @@ async def get_revision(request: Request) -> Response:
 async def revert_revision(request: Request) -> Response:
     core = auth.core_of(request)
     principal = await auth.admin(request, "egress:manage")
+    rev = path_int(request, "rev", "revision")
     body = await read_json(request, BODY_CAP, allow_empty=True)
     try:
         result = await core.config.revert(
-            request.path_params["rev"],
+            rev,
             actor=principal.actor,
             comment=_comment(body),
             request_id=request_id(request),
@@ -154,6 +148,6 @@ ROUTES = [
     Route("/admin/plugins/{plugin_id}/allowed-domains", get_allowlist, methods=["GET"]),
     Route("/admin/plugins/{plugin_id}/allowed-domains", put_allowlist, methods=["PUT"]),
     Route("/admin/config/revisions", list_revisions, methods=["GET"]),
-    Route("/admin/config/revisions/{rev:int}", get_revision, methods=["GET"]),
-    Route("/admin/config/revisions/{rev:int}/revert", revert_revision, methods=["POST"]),
+    Route("/admin/config/revisions/{rev}", get_revision, methods=["GET"]),
+    Route("/admin/config/revisions/{rev}/revert", revert_revision, methods=["POST"]),
 ]

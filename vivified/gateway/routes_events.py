@@ -14,6 +14,7 @@ from vivified.gateway import auth
 from vivified.gateway.bodies import json_object, read_json
 from vivified.gateway.event_stream import StreamUnavailable, cloud_event
 from vivified.gateway.middleware import request_id
+from vivified.gateway.params import path_int
 from vivified.gateway.problems import Problem
 from vivified.policy.events import STATUS, decide_publish
 from vivified.registry.audit import AuditEvent
@@ -135,9 +136,9 @@ async def dead_letters(request: Request) -> Response:
 async def replay(request: Request) -> Response:
     core = auth.core_of(request)
     await auth.admin(request, "plugins:manage")
+    seq = path_int(request, "seq", "dead letter")
     if core.dispatcher is None:
         raise Problem(503, "events need NATS", code="stream_unavailable", headers=RETRY_AFTER)
-    seq = request.path_params["seq"]
     try:
         items = {i["seq"]: i for i in await core.events.list_dead_letters(limit=10_000)}
     except StreamUnavailable as exc:
@@ -169,6 +170,6 @@ ROUTES = [
     Route("/events/types", list_types, methods=["GET"]),
     Route("/events", publish, methods=["POST"]),
     Route("/admin/events/dead-letters", dead_letters, methods=["GET"]),
-    Route("/admin/events/dead-letters/{seq:int}/replay", replay, methods=["POST"]),
+    Route("/admin/events/dead-letters/{seq}/replay", replay, methods=["POST"]),
     Route("/admin/events/subscribers", subscribers, methods=["GET"]),
 ]

@@ -14,14 +14,15 @@ from vivified.gateway.admin_audit import record_admin_action
 from vivified.gateway.bodies import json_object, read_json
 from vivified.gateway.lane_errors import LaneError
 from vivified.gateway.operator_lane import evaluate
+from vivified.gateway.params import MAX_TEXT, path_contract, path_record_id, query_text
 from vivified.gateway.problems import Problem, not_found
 from vivified.registry import grants
 
 ADMIN_BODY_CAP = 64 * 1024
 METHOD = re.compile(r"^[A-Z]{1,16}$")
-CONTRACT = re.compile(r"^[A-Z][A-Za-z0-9]*Plugin$")
 PATTERN = re.compile(r"^/api(/(\*\*|\*|[A-Za-z0-9._~!$&'()+,;=:@%-]+))*/?$")
 MAX_ITEMS = 64
+REQUIRED = ("caller", "target", "path")  # query parameters of the explainer
 
 
 def _problem(path: str, code: str, message: str) -> dict[str, str]:
@@ -88,9 +89,8 @@ async def create_grant(request: Request) -> Response:
 async def list_grants(request: Request) -> Response:
     core = auth.core_of(request)
     await auth.admin(request, "grants:manage")
-    q = request.query_params
     items = await grants.list_grants(
-        core.sessions, caller=q.get("caller") or None, target=q.get("target") or None
+        core.sessions, caller=query_text(request, "caller"), target=query_text(request, "target")
     )
     return JSONResponse({"items": items})
 
@@ -98,7 +98,7 @@ async def list_grants(request: Request) -> Response:
 async def delete_grant(request: Request) -> Response:
     core = auth.core_of(request)
     principal = await auth.admin(request, "grants:manage")
-    grant_id = request.path_params["grant_id"]
+    grant_id = path_record_id(request, "grant_id", "grant")
     if not await grants.delete_grant(core.sessions, grant_id):
         raise not_found("no such grant")
     await core.snapshot.changed("grants")
@@ -111,9 +111,7 @@ async def delete_grant(request: Request) -> Response:
 async def choose_contract(request: Request) -> Response:
     core = auth.core_of(request)
     principal = await auth.admin(request, "plugins:manage")
-    contract = request.path_params["contract"]
-    if not CONTRACT.match(contract):
-        raise not_found("no such contract")
+    contract = path_contract(request)
     body = json_object(await read_json(request, ADMIN_BODY_CAP))
     plugin = body.get("plugin")
     view = core.snapshot.current.plugins.get(plugin) if isinstance(plugin, str) else None
@@ -136,23 +134,28 @@ async def explain(request: Request) -> Response:
     """What the operator lane would do for caller → target, and why (same code path)."""
     core = auth.core_of(request)
     await auth.admin(request, "grants:manage")
-    q = request.query_params
-    missing = [k for k in ("caller", "target", "path") if not q.get(k)]
+    given = {k: query_text(request, k, 2048 if k == "path" else MAX_TEXT) for k in REQUIRED}
+    missing = [k for k, v in given.items() if v is None]
     if missing:
-        raise Problem(400, f"missing query parameters: {', '.join(missing)}", code="bad_query")
-    method = q.get("method", "GET").upper()
-    path = q["path"]
-    if not path.startswith("/api/"):
-        path = "/api/" + path.lstrip("/")
+        raise Problem(
+            422,
+            f"missing query parameters: {', '.join(missing)}",
+            code="invalid_query",
+            errors=[{"path": f"?{k}", "code": "missing", "message": "required"} for k in missing],
+        )
+    caller, target_id, raw_path = (str(given[k]) for k in REQUIRED)
+    method = query_text(request, "method", 16)
+    method = (method or "GET").upper()
+    path = raw_path if raw_path.startswith("/api/") else "/api/" + raw_path.lstrip("/")
     snap = core.snapshot.current
     answer: dict[str, Any] = {
-        "caller": q["caller"],
-        "target": q["target"],
+        "caller": caller,
+        "target": target_id,
         "method": method,
         "path": path,
     }
     try:
-        target, route, reason = evaluate(core, snap, q["caller"], q["target"], method, path)
+        target, route, reason = evaluate(core, snap, caller, target_id, method, path)
     except LaneError as exc:
         answer.update(decision="deny", status=exc.status, reason=exc.reason, detail=exc.detail)
         return JSONResponse(answer)

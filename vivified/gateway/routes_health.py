@@ -8,6 +8,7 @@ from starlette.routing import Route
 
 from vivified.gateway import auth
 from vivified.gateway.bodies import json_object, read_json
+from vivified.gateway.params import path_plugin_id
 from vivified.gateway.problems import Problem, forbidden, not_found
 from vivified.registry.models import Plugin
 
@@ -17,10 +18,10 @@ HEARTBEAT_CAP = 16 * 1024
 async def heartbeat(request: Request) -> Response:
     """A plugin reports that it is alive: `{status?, metrics?}`."""
     core = auth.core_of(request)
-    pid = request.path_params["plugin_id"]
     claims = await auth.plugin_claims(request)
-    if claims.plugin_id != pid:
+    if claims.plugin_id != request.path_params["plugin_id"]:
         raise forbidden("not_self", "a plugin may send heartbeats only for itself")
+    pid = path_plugin_id(request)
     body = json_object(await read_json(request, HEARTBEAT_CAP, allow_empty=True))
     status = body.get("status")
     if status is not None and not isinstance(status, str):
@@ -46,8 +47,8 @@ async def heartbeat(request: Request) -> Response:
 async def get_health(request: Request) -> Response:
     """State, last check, consecutive failures, recent history and metrics."""
     core = auth.core_of(request)
-    pid = request.path_params["plugin_id"]
-    await auth.admin_or_self(request, pid, "plugins:manage")
+    await auth.admin_or_self(request, request.path_params["plugin_id"], "plugins:manage")
+    pid = path_plugin_id(request)
     async with core.sessions() as s:
         row = await s.get(Plugin, pid)
     if row is None:

@@ -69,9 +69,24 @@ def after_probe(current: Health, ok: bool, now: float, policy: HealthPolicy) -> 
     )
 
 
-def after_heartbeat(current: Health, reported: str | None, now: float) -> Health:
-    """A heartbeat proves liveness; the plugin may report itself degraded or unhealthy."""
+def worst(a: str, b: str) -> str:
+    """The worse of two states (`unknown` counts as better than any judged state)."""
+    return a if STATES.index(a) >= STATES.index(b) else b
+
+
+def after_heartbeat(
+    current: Health, reported: str | None, now: float, policy: HealthPolicy, *, polled: bool
+) -> Health:
+    """A heartbeat proves liveness; the plugin may report itself degraded or unhealthy.
+
+    For a plugin core polls (`polled`), polling has the last word on how good it is: a
+    heartbeat can make the state worse but never better than its consecutive failed polls
+    allow, and it leaves that count (and the poll time) alone; only a successful poll heals.
+    For a plugin judged by heartbeats alone, a heartbeat resets the missed count."""
     state = HEARTBEAT_STATUSES.get((reported or "healthy").lower(), DEGRADED)
+    if polled:
+        allowed = state_for_failures(current.consecutive_failures, policy)
+        return replace(current, state=worst(state, allowed), last_heartbeat=now)
     return replace(current, state=state, consecutive_failures=0, last_heartbeat=now, last_check=now)
 
 
