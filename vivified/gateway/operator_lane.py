@@ -26,6 +26,7 @@ from vivified.gateway.upstream import UpstreamAborted, forward
 from vivified.policy.operator import decide_call, status_for
 from vivified.policy.paths import check_raw_path, match_endpoint
 from vivified.registry.audit import AuditEvent
+from vivified.registry.audit_bounds import claimed
 from vivified.registry.bearer import extract_bearer
 from vivified.registry.manifest import RESERVED_IDS
 from vivified.registry.snapshot import PluginView, Snapshot
@@ -138,7 +139,8 @@ async def admit(core: Core, call: Call, scope: Scope) -> tuple[PluginView, bytes
     if not verdict:
         raise LaneError(400, verdict.reason, verdict.detail or "the path is not acceptable")
     service, rest = _split(raw_path)
-    call.target = service
+    # The caller is unknown until its token verifies: the name is only a claim till then.
+    call.target = claimed(service)
     if service in RESERVED_IDS:
         raise LaneError(404, "not_found", f"/{service}/ is not an operator-lane route")
     try:
@@ -152,7 +154,7 @@ async def admit(core: Core, call: Call, scope: Scope) -> tuple[PluginView, bytes
             claims = await core.tokens.verify_plugin_token(token, snap.plugin_gen)
         except TokenError as exc:
             raise LaneError(401, exc.code, exc.message) from exc
-    call.caller = claims.plugin_id
+    call.caller, call.target = claims.plugin_id, service  # the writer bounds the name
     path = "/api/" + unquote(rest.decode("ascii"))
     target, route, reason = evaluate(core, snap, claims.plugin_id, service, call.method, path)
     call.target, call.route = target.id, route

@@ -4,8 +4,16 @@ Callers `await record(event)`; when the queue is full they wait (back-pressure),
 is ever dropped. One background task drains the queue: every batch is one transaction that
 locks the chain head, numbers and hashes the records after it, inserts them in one statement
 and moves the head. Several processes (gateway replicas, the egress proxy) share one chain:
-the head row serialises them. A failed write is retried with backoff, never skipped;
-`healthy` turns False meanwhile so lanes can fail closed for sensitive targets.
+the head row serialises them.
+
+Every event is bounded as it is queued (`audit_bounds.bound_event`: text length and
+characters, numbers), whoever produced it. A write the store cannot take now (connection,
+lock, missing table) is retried with backoff, never skipped; `healthy` turns False meanwhile
+so lanes can fail closed for sensitive targets. A write the store refuses for its values (a
+data error) is not retried as is: the batch is split in halves until the refused record is
+found, the others are written in order, and the refused one is replaced by a sanitised
+stand-in (reason `unstorable_record`); if even that is refused it is logged and skipped. Each
+part is its own transaction on the chain head, so the chain stays whole either way.
 """
 
 from __future__ import annotations
@@ -24,6 +32,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
+from vivified.registry.audit_bounds import bound_event, error_code, is_data_error, stand_in
 from vivified.registry.audit_chain import HASHED_COLUMNS, body_hash, canonical_detail
 
 log = logging.getLogger("vivified.audit")
@@ -147,6 +156,7 @@ class AuditWriter:
         """Queue `event` if there is room; False when full (the caller must then `record`)."""
         if event.time is None:
             event.time = time.time()
+        bound_event(event)  # every producer passes here: nothing unbounded reaches the store
         try:
             self._queue.put_nowait(event)
         except asyncio.QueueFull:
@@ -259,26 +269,70 @@ class AuditWriter:
         return batch
 
     async def _write_until_done(self, batch: list[AuditEvent]) -> None:
+        """Write `batch` in order, whatever it takes: retry while the store is unavailable,
+        split it when the store refuses its data (see the module docstring)."""
         self._in_flight = len(batch)
+        # The parts still to write, in order; `True` marks a stand-in for a refused record.
+        todo: list[tuple[list[AuditEvent], bool]] = [(batch, False)]
         delay = 0.05
-        while True:
+        while todo:
+            events, substitute = todo[0]
             try:
-                rows = await self._append(batch)
-                break
+                rows = await self._append(events)
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                if self._healthy:
-                    log.exception("audit store write failed; retrying (nothing is dropped)")
-                self._healthy = False
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, _MAX_BACKOFF)
-        self._healthy = True
+            except Exception as exc:
+                if not is_data_error(exc):
+                    if self._healthy:
+                        log.exception("audit store write failed; retrying (nothing is dropped)")
+                    self._healthy = False
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, _MAX_BACKOFF)
+                    continue
+                replacement = self._isolate(events, substitute, exc)
+                todo[0:1] = replacement
+                if not replacement:  # the stand-in was refused too: skipped
+                    await self._committed(1, [])
+                continue
+            del todo[0]
+            delay = 0.05
+            await self._committed(1 if substitute else len(events), rows)
         self._in_flight = 0
+
+    def _isolate(
+        self, events: list[AuditEvent], substitute: bool, exc: BaseException
+    ) -> list[tuple[list[AuditEvent], bool]]:
+        """What replaces a part the store refused for its data: its two halves, a stand-in
+        for a single record, or nothing for a refused stand-in (logged, no values)."""
+        if len(events) > 1:
+            half = len(events) // 2
+            return [(events[:half], False), (events[half:], False)]
+        (event,) = events
+        safe = event if substitute else stand_in(event, exc)  # safe ASCII, none of its detail
+        where = f"lane={safe.lane} action={safe.action} decision={safe.decision}"
+        where += f" time={safe.time} request_id={safe.request_id}"
+        if not substitute:
+            log.warning(
+                "audit store refused a record (%s); storing a stand-in: %s",
+                error_code(exc),
+                where,
+            )
+            return [([safe], True)]
+        log.error(
+            "audit store refused a record and its stand-in (%s); skipped: %s",
+            error_code(exc),
+            where,
+        )
+        return []
+
+    async def _committed(self, taken: int, rows: list[tuple[Any, ...]]) -> None:
+        """`taken` queued records are done (`rows` stored for them): account, mirror."""
+        self._healthy = True
+        self._in_flight = max(0, self._in_flight - taken)
         self.written += len(rows)
-        for _ in batch:
+        for _ in range(taken):
             self._queue.task_done()
-        if self._on_commit is not None:
+        if self._on_commit is not None and rows:
             try:
                 await self._on_commit([_as_row(r) for r in rows])
             except Exception:

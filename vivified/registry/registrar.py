@@ -15,6 +15,7 @@ from sqlmodel import col
 
 from vivified.registry import registration_tokens
 from vivified.registry.audit import AuditWriter
+from vivified.registry.audit_bounds import claimed
 from vivified.registry.manifest import validate_manifest
 from vivified.registry.manifest_diff import needs_approval, risk_rating
 from vivified.registry.models import ContractChoice, Grant, Plugin
@@ -109,18 +110,22 @@ class Registrar:
         """Register or re-register; audits the attempt whatever its outcome."""
         started = time.perf_counter()
         actor = "anonymous"
-        target = body.get("id") if isinstance(body, Mapping) else None
-        target_s = target if isinstance(target, str) else ""
+        pid = body.get("id") if isinstance(body, Mapping) else None
+        # Until a credential vouches for the caller, the id is only a claim: `claimed:` and
+        # its first 64 characters (audit_bounds.claimed), never a plugin's name in the trail.
+        target = claimed(pid) if isinstance(pid, str) and pid else ""
         try:
             cred = await self.credential(bearer)
             actor = cred.subject
+            if cred.kind != "open" and isinstance(pid, str):
+                target = pid  # a checked caller's id (the writer still bounds it)
             manifest, warnings = self.validate(body)
             outcome = await self._store(manifest, warnings, cred)
         except RegistryError as exc:
             await self._record(
                 "register",
                 actor,
-                target_s,
+                target,
                 "deny",
                 exc.code,
                 request_id,
@@ -278,7 +283,14 @@ class Registrar:
             )
         except TokenError as exc:
             await self._record(
-                "token_refresh", "anonymous", pid, "deny", exc.code, request_id, 401, started
+                "token_refresh",
+                "anonymous",
+                claimed(pid),  # from the path of an unauthenticated call
+                "deny",
+                exc.code,
+                request_id,
+                401,
+                started,
             )
             raise RegistryError(401, exc.code, exc.message) from exc
         if claims.plugin_id != pid:
