@@ -10,6 +10,7 @@ from starlette.routing import Route
 from vivified.gateway import auth
 from vivified.gateway.bodies import read_json
 from vivified.gateway.middleware import request_id
+from vivified.gateway.params import path_plugin_id, query_text
 from vivified.gateway.problems import Problem, not_found
 from vivified.registry.manifest_schema import manifest_json_schema
 from vivified.registry.models import Plugin
@@ -47,7 +48,7 @@ async def list_plugins(request: Request) -> Response:
     """Every plugin with its status, health and risk rating."""
     core = auth.core_of(request)
     await auth.admin(request, "plugins:manage")
-    status = request.query_params.get("status")
+    status = query_text(request, "status", 32)
     async with core.sessions() as s:
         query = select(Plugin).order_by(col(Plugin.id))
         if status:
@@ -59,8 +60,8 @@ async def list_plugins(request: Request) -> Response:
 async def get_plugin(request: Request) -> Response:
     """One plugin's record (admin, or the plugin itself)."""
     core = auth.core_of(request)
-    pid = request.path_params["plugin_id"]
-    await auth.admin_or_self(request, pid, "plugins:manage")
+    await auth.admin_or_self(request, request.path_params["plugin_id"], "plugins:manage")
+    pid = path_plugin_id(request)
     async with core.sessions() as s:
         row = await s.get(Plugin, pid)
     if row is None:
@@ -74,7 +75,7 @@ async def enable(request: Request) -> Response:
     principal = await auth.admin(request, "plugins:manage")
     try:
         record = await core.registrar.enable(
-            request.path_params["plugin_id"], principal.actor, request_id(request)
+            path_plugin_id(request), principal.actor, request_id(request)
         )
     except RegistryError as exc:
         raise _problem(exc) from exc
@@ -87,7 +88,7 @@ async def disable(request: Request) -> Response:
     principal = await auth.admin(request, "plugins:manage")
     try:
         record = await core.registrar.disable(
-            request.path_params["plugin_id"], principal.actor, request_id(request)
+            path_plugin_id(request), principal.actor, request_id(request)
         )
     except RegistryError as exc:
         raise _problem(exc) from exc
@@ -97,8 +98,9 @@ async def disable(request: Request) -> Response:
 async def unregister(request: Request) -> Response:
     """Remove a plugin (admin, or the plugin itself)."""
     core = auth.core_of(request)
-    pid = request.path_params["plugin_id"]
-    principal = await auth.admin_or_self(request, pid, "plugins:manage")
+    raw_pid = request.path_params["plugin_id"]
+    principal = await auth.admin_or_self(request, raw_pid, "plugins:manage")
+    pid = path_plugin_id(request)
     try:
         await core.registrar.unregister(pid, auth.actor_of(principal), request_id(request))
     except RegistryError as exc:
@@ -113,7 +115,7 @@ async def refresh_token(request: Request) -> Response:
     assert token is not None
     try:
         body = await core.registrar.refresh_token(
-            request.path_params["plugin_id"], token, request_id(request)
+            path_plugin_id(request), token, request_id(request)
         )
     except RegistryError as exc:
         raise _problem(exc) from exc
