@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import resource
 import socket
 
 import uvicorn
@@ -12,6 +13,7 @@ import uvicorn
 from vivified.config.children import write_port
 from vivified.config.settings import Settings
 from vivified.gateway.app import create_app
+from vivified.gateway.connection_limits import limited_protocol
 
 log = logging.getLogger("vivified.gateway")
 
@@ -31,12 +33,15 @@ async def serve_gateway(
         log_config=None,
         access_log=False,
         lifespan="on",
+        # httptools with a header-read timeout and a connection cap (slowloris).
+        http=limited_protocol(settings.header_timeout, settings.max_connections),
         server_header=False,
         # Never let a caller rewrite its own address with X-Forwarded-For / Forwarded.
         proxy_headers=False,
         timeout_graceful_shutdown=10,
     )
     server = uvicorn.Server(config)
+    _warn_if_few_files(settings.max_connections)
     sockets = None
     if reuse_port:
         try:
@@ -60,6 +65,18 @@ async def serve_gateway(
         await asyncio.to_thread(write_port, port_file, port)
     await task
     return 0
+
+
+def _warn_if_few_files(max_connections: int) -> None:
+    """The cap only helps under the open-files limit (plus room for the database, NATS...)."""
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < max_connections + 256:
+        log.warning(
+            "open-files limit %d is too low for VIVIFIED_MAX_CONNECTIONS=%d: raise it "
+            "(ulimit -n, LimitNOFILE=) or lower the cap",
+            soft,
+            max_connections,
+        )
 
 
 def _shared_socket(host: str, port: int) -> socket.socket:
