@@ -162,10 +162,10 @@ def _wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 30) ->
 
 
 async def _setup_vivified(data: Path, ports: tuple[int, int]) -> str:
-    from vivified.registry.db import create_engine, migrate, session_factory
-    from vivified.registry.keys import KeyStore
-    from vivified.registry.models import ConfigDocument, Plugin
-    from vivified.registry.tokens import TokenService
+    from vivified.registry.identity.keys import KeyStore
+    from vivified.registry.identity.tokens import TokenService
+    from vivified.registry.store.engine import create_engine, migrate, session_factory
+    from vivified.registry.store.tables import ConfigDocument, Plugin
 
     engine = create_engine(f"sqlite+aiosqlite:///{data / 'registry.db'}")
     await migrate(engine)

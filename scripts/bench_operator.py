@@ -164,7 +164,7 @@ WITHOUT = """
 import os
 _without = set(filter(None, os.environ.get("BENCH_LANE_WITHOUT", "").split(",")))
 if "assertion" in _without:
-    from vivified.registry import tokens
+    from vivified.registry.identity import tokens
     _issue = tokens.TokenService.issue_assertion
     _first = []
     def issue_assertion(self, *args, **kwargs):
@@ -173,7 +173,7 @@ if "assertion" in _without:
         return _first[0]
     tokens.TokenService.issue_assertion = issue_assertion
 if "audit" in _without:
-    from vivified.registry import audit
+    from vivified.registry.audit.writer import writer as audit
     async def record(self, event):
         return None
     audit.AuditWriter.record = record

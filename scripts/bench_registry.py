@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from support.manifests import SEED_USER_MANAGEMENT, simple
 from support.procs import CoreProcess, admin_headers
 
-from vivified.registry.manifest import validate_manifest
+from vivified.registry.manifest.validator import validate_manifest
 
 
 def bench_validator(seconds: float = 3.0) -> float:

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit, urlunsplit
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from vivified.registry.db import create_engine, migrate, session_factory
+from vivified.registry.store.engine import create_engine, migrate, session_factory
 
 PG_ENV = "VIVIFIED_TEST_DATABASE_URL"
 _PG_URL = os.environ.get(PG_ENV, "")

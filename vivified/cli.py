@@ -78,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "validate":
-        from vivified.registry.manifest_cli import validate_files
+        from vivified.registry.manifest.cli import validate_files
 
         return validate_files(args.files, as_json=args.json, out=sys.stdout)
     try:
@@ -121,8 +121,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 async def _audit_verify(settings: Settings) -> int:
-    from vivified.registry.audit_chain import verify_chain
-    from vivified.registry.db import create_engine, session_factory
+    from vivified.registry.audit.chain import verify_chain
+    from vivified.registry.store.engine import create_engine, session_factory
 
     engine = create_engine(settings.sqlalchemy_url)
     try:
@@ -141,8 +141,8 @@ async def _audit_verify(settings: Settings) -> int:
 
 
 async def _rotate_keys(settings: Settings) -> int:
-    from vivified.registry.db import create_engine, migrate, session_factory
-    from vivified.registry.keys import KeyStore
+    from vivified.registry.identity.keys import KeyStore
+    from vivified.registry.store.engine import create_engine, migrate, session_factory
 
     engine = create_engine(settings.sqlalchemy_url)
     try:
@@ -158,9 +158,9 @@ async def _rotate_keys(settings: Settings) -> int:
 
 async def _prepare(settings: Settings) -> str | None:
     """Migrate, create keys and the bootstrap admin before any replica starts."""
-    from vivified.registry.admins import ensure_bootstrap_admin
-    from vivified.registry.db import create_engine, migrate, session_factory
-    from vivified.registry.keys import KeyStore
+    from vivified.registry.identity.admins import ensure_bootstrap_admin
+    from vivified.registry.identity.keys import KeyStore
+    from vivified.registry.store.engine import create_engine, migrate, session_factory
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = create_engine(settings.sqlalchemy_url)

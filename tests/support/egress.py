@@ -187,10 +187,10 @@ PLUGINS: dict[str, dict[str, Any]] = {
 
 
 async def _setup_db(data_dir: Path, doc: dict[str, Any]) -> dict[str, str]:
-    from vivified.registry.db import create_engine, migrate, session_factory
-    from vivified.registry.keys import KeyStore
-    from vivified.registry.models import ConfigDocument, Plugin
-    from vivified.registry.tokens import TokenService
+    from vivified.registry.identity.keys import KeyStore
+    from vivified.registry.identity.tokens import TokenService
+    from vivified.registry.store.engine import create_engine, migrate, session_factory
+    from vivified.registry.store.tables import ConfigDocument, Plugin
 
     engine = create_engine(f"sqlite+aiosqlite:///{data_dir.resolve() / 'registry.db'}")
     try:
@@ -238,8 +238,8 @@ async def _update(
     doc: dict[str, Any] | None = None,
     plugin: tuple[str, dict[str, Any]] | None = None,
 ) -> None:
-    from vivified.registry.db import create_engine, session_factory
-    from vivified.registry.models import ConfigDocument, Plugin
+    from vivified.registry.store.engine import create_engine, session_factory
+    from vivified.registry.store.tables import ConfigDocument, Plugin
 
     engine = create_engine(f"sqlite+aiosqlite:///{data_dir.resolve() / 'registry.db'}")
     try:
@@ -261,8 +261,8 @@ async def _update(
 async def _audit_rows(data_dir: Path) -> list[Any]:
     from sqlmodel import select
 
-    from vivified.registry.db import create_engine, session_factory
-    from vivified.registry.models import AuditRecord
+    from vivified.registry.store.engine import create_engine, session_factory
+    from vivified.registry.store.tables import AuditRecord
 
     engine = create_engine(f"sqlite+aiosqlite:///{data_dir.resolve() / 'registry.db'}")
     try:

@@ -13,9 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from vivified.policy.domains import check_domain_entry
 from vivified.policy.egress_settings import validate_egress_document
-from vivified.registry import config_store as store
-from vivified.registry.audit import AuditWriter
-from vivified.registry.snapshot import SnapshotHolder
+from vivified.registry.audit.writer import AuditWriter
+from vivified.registry.store import config_store as store
+from vivified.registry.store.snapshot import SnapshotHolder
 
 MODES = ("enforce", "report")
 MAX_DOMAINS = 1000

@@ -12,7 +12,7 @@ from typing import Any
 
 from vivified.config.bus import Bus
 from vivified.config.settings import Settings
-from vivified.registry.snapshot import SnapshotHolder
+from vivified.registry.store.snapshot import SnapshotHolder
 
 log = logging.getLogger("vivified.propagation")
 

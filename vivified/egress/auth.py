@@ -14,7 +14,7 @@ PROXY_AUTHENTICATE = f'Basic realm="{REALM}"'
 
 
 class TokenVerifier(Protocol):
-    """What the egress proxy needs of `vivified.registry.tokens.TokenService`."""
+    """What the egress proxy needs of `vivified.registry.identity.tokens.TokenService`."""
 
     def verify_plugin_token_cached(
         self, token: str, current_gen: Callable[[str], int | None]

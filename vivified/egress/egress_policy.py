@@ -27,7 +27,7 @@ from vivified.egress.live_state import EgressState
 from vivified.egress.responses import refuse
 from vivified.policy.decision import Decision
 from vivified.policy.egress import EgressRequest, audit_decision, audit_reason, decide_egress
-from vivified.registry.snapshot import PluginView
+from vivified.registry.store.snapshot import PluginView
 
 
 class EgressPolicy:

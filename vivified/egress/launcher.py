@@ -155,11 +155,11 @@ async def run_egress(
     from mitmproxy.options import Options
 
     from vivified.config.propagation import connect_snapshot
-    from vivified.registry.audit import AuditWriter
-    from vivified.registry.db import create_engine, migrate, session_factory
-    from vivified.registry.keys import KeyStore
-    from vivified.registry.snapshot import SnapshotHolder
-    from vivified.registry.tokens import TokenService
+    from vivified.registry.audit.writer import AuditWriter
+    from vivified.registry.identity.keys import KeyStore
+    from vivified.registry.identity.tokens import TokenService
+    from vivified.registry.store.engine import create_engine, migrate, session_factory
+    from vivified.registry.store.snapshot import SnapshotHolder
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     engine = create_engine(settings.sqlalchemy_url)

@@ -17,22 +17,22 @@ from mitmproxy import connection, http
 from vivified.egress.filters import CountingStream, LimitedStream, ReplacementStream
 from vivified.egress.flow_state import AUDITED, outcome
 from vivified.egress.records import Outcome, build_event
-from vivified.registry.audit import AuditEvent
-from vivified.registry.snapshot import Snapshot
+from vivified.registry.audit.writer import AuditEvent
+from vivified.registry.store.snapshot import Snapshot
 
 CloseClient = Callable[[connection.Client, bool], Any]
 """`live_connections.LiveConnections.close_client(client, abort)`."""
 
 
 class SnapshotSource(Protocol):
-    """`vivified.registry.snapshot.SnapshotHolder`: plugins, allowlists, egress settings."""
+    """`vivified.registry.store.snapshot.SnapshotHolder`: plugins, allowlists, egress settings."""
 
     @property
     def current(self) -> Snapshot: ...
 
 
 class AuditSink(Protocol):
-    """`vivified.registry.audit.AuditWriter`, as far as the proxy uses it."""
+    """`vivified.registry.audit.writer.AuditWriter`, as far as the proxy uses it."""
 
     def record_nowait(self, event: AuditEvent) -> bool: ...
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from vivified.registry.audit import AuditEvent
+from vivified.registry.audit.writer import AuditEvent
 
 LANE = "egress"
 

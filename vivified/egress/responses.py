@@ -8,7 +8,7 @@ from mitmproxy import http
 
 from vivified.egress.auth import PROXY_AUTHENTICATE
 from vivified.egress.flow_state import DENIED, outcome
-from vivified.registry.tokens import TOKEN_ERROR_CODES
+from vivified.registry.identity.tokens import TOKEN_ERROR_CODES
 
 ERROR_HEADER = "X-Vivified-Egress-Error"
 

@@ -12,20 +12,18 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from vivified.config.settings import Settings
-from vivified.gateway import (
-    routes_admin,
-    routes_admins,
-    routes_config,
-    routes_events,
-    routes_grants,
-    routes_health,
-    routes_meta,
-    routes_plugins,
-)
+from vivified.gateway import meta as routes_meta
+from vivified.gateway import plugins as routes_plugins
+from vivified.gateway.admin import admins as routes_admins
+from vivified.gateway.admin import config as routes_config
+from vivified.gateway.admin import foundation as routes_admin
+from vivified.gateway.admin import grants as routes_grants
 from vivified.gateway.core import Core
+from vivified.gateway.events import routes as routes_events
+from vivified.gateway.health import routes as routes_health
 from vivified.gateway.middleware import RequestContext
-from vivified.gateway.operator_lane import OperatorLane
-from vivified.gateway.operator_ws import relay_websocket
+from vivified.gateway.operator.lane import OperatorLane
+from vivified.gateway.operator.websocket import relay_websocket
 from vivified.gateway.problems import EXCEPTION_HANDLERS, direct
 
 

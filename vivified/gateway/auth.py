@@ -6,10 +6,10 @@ from starlette.requests import Request
 
 from vivified.gateway.core import Core
 from vivified.gateway.problems import Problem, forbidden, unauthorized
-from vivified.registry.admins import AdminPrincipal, authenticate_admin
-from vivified.registry.bearer import extract_bearer
-from vivified.registry.plugin_record import looks_like_jwt
-from vivified.registry.tokens import PluginClaims, TokenError
+from vivified.registry.identity.admins import AdminPrincipal, authenticate_admin
+from vivified.registry.identity.bearer import extract_bearer
+from vivified.registry.identity.tokens import PluginClaims, TokenError
+from vivified.registry.plugins.record import looks_like_jwt
 
 
 def core_of(request: Request) -> Core:

@@ -12,21 +12,21 @@ from vivified.config.bus import Bus
 from vivified.config.config_service import ConfigService
 from vivified.config.propagation import connect_snapshot
 from vivified.config.settings import Settings
-from vivified.gateway.circuit import CircuitBreakers
-from vivified.gateway.event_dispatch import Dispatcher
-from vivified.gateway.event_stream import EventStream
-from vivified.gateway.health import HealthMonitor
-from vivified.gateway.operator_routes import RouteTables
-from vivified.gateway.upstream import new_client, new_pool
-from vivified.gateway.upstream_pool import UpstreamPool
+from vivified.gateway.events.dispatch import Dispatcher
+from vivified.gateway.events.stream import EventStream
+from vivified.gateway.health.monitor import HealthMonitor
+from vivified.gateway.operator.circuit import CircuitBreakers
+from vivified.gateway.operator.pool import UpstreamPool
+from vivified.gateway.operator.routes import RouteTables
+from vivified.gateway.operator.upstream import new_client, new_pool
 from vivified.policy.health import HealthPolicy
-from vivified.registry.admins import ensure_bootstrap_admin
-from vivified.registry.audit import AuditWriter
-from vivified.registry.db import create_engine, migrate, session_factory
-from vivified.registry.keys import KeyStore
-from vivified.registry.registrar import Registrar
-from vivified.registry.snapshot import SnapshotHolder
-from vivified.registry.tokens import TokenService
+from vivified.registry.audit.writer import AuditWriter
+from vivified.registry.identity.admins import ensure_bootstrap_admin
+from vivified.registry.identity.keys import KeyStore
+from vivified.registry.identity.tokens import TokenService
+from vivified.registry.plugins.registrar import Registrar
+from vivified.registry.store.engine import create_engine, migrate, session_factory
+from vivified.registry.store.snapshot import SnapshotHolder
 
 log = logging.getLogger(__name__)
 

@@ -32,9 +32,9 @@ from vivified.egress.live_state import AuditTrail, EgressState
 from vivified.egress.records import Outcome
 from vivified.policy.decision import Decision
 from vivified.policy.egress_settings import parse_egress_document
-from vivified.registry.audit import AuditEvent
-from vivified.registry.snapshot import PluginView, Snapshot
-from vivified.registry.tokens import TokenService
+from vivified.registry.audit.writer import AuditEvent
+from vivified.registry.identity.tokens import TokenService
+from vivified.registry.store.snapshot import PluginView, Snapshot
 
 EGRESS_DOC: dict[str, Any] = {
     "blocked_domains": ["blocked.example.com"],
@@ -244,8 +244,8 @@ async def kit() -> AsyncIterator[Kit]:
 @pytest.fixture
 async def tokens(tmp_path: Path) -> AsyncIterator[TokenService]:
     """Core's real token service on a fresh SQLite key store."""
-    from vivified.registry.db import create_engine, migrate, session_factory
-    from vivified.registry.keys import KeyStore
+    from vivified.registry.identity.keys import KeyStore
+    from vivified.registry.store.engine import create_engine, migrate, session_factory
 
     engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'registry.db'}")
     await migrate(engine)

@@ -1,0 +1,195 @@
+"""Admin identities: users with scopes and their API tokens.
+
+Nobody gives power it does not hold (rules in `registry.admins`): creating users and acting on
+another admin's tokens needs `admins:manage`; any admin may mint (within its own scopes),
+list and revoke its own tokens, with `me` standing for its own user id. Refusals are 403 with
+a stable reason, change nothing, and are audited as denied.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import NoReturn
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from vivified.gateway import auth
+from vivified.gateway.admin.record import record_admin_action
+from vivified.gateway.bodies import json_object, read_json
+from vivified.gateway.middleware import request_id
+from vivified.gateway.params import path_record_id
+from vivified.gateway.problems import Problem, not_found
+from vivified.registry.audit.writer import AuditEvent
+from vivified.registry.identity import admins
+
+BODY_CAP = 64 * 1024
+NAME = re.compile(r"^[a-z0-9][a-z0-9._@-]{0,62}$")
+MAX_TTL = 365 * 24 * 3600
+SELF = "me"
+STATUS = {
+    "not_found": 404,
+    "name_taken": 409,
+    "missing_scope": 403,
+    "not_own_token": 403,
+    "scope_not_held": 403,
+    "outlives_own_token": 403,
+}
+
+
+def _invalid(path: str, code: str, message: str) -> Problem:
+    return Problem(
+        422, message, code=code, errors=[{"path": path, "code": code, "message": message}]
+    )
+
+
+async def _refuse(
+    request: Request,
+    principal: admins.AdminPrincipal,
+    action: str,
+    target: str,
+    exc: admins.AdminError,
+) -> NoReturn:
+    """Answer an AdminError; a refusal (403) is also audited as a denied admin action."""
+    status = STATUS.get(exc.code, 422)
+    if status == 403:
+        await auth.core_of(request).audit.record(
+            AuditEvent(
+                actor=principal.actor,
+                lane="admin",
+                action=action,
+                target=exc.subject or target,
+                decision="deny",
+                reason=exc.code,
+                request_id=request_id(request),
+                status=status,
+            )
+        )
+    if exc.code == "not_found":
+        raise not_found(exc.message) from exc
+    raise Problem(status, exc.message, code=exc.code) from exc
+
+
+def _user_id(request: Request, principal: admins.AdminPrincipal) -> str:
+    """The `{user_id}` of the path; `me` is the caller's own."""
+    user_id = path_record_id(request, "user_id", "admin user")
+    return principal.user_id if user_id == SELF else user_id
+
+
+async def create_user(request: Request) -> Response:
+    core = auth.core_of(request)
+    principal = await auth.admin(request, "admins:manage")
+    body = json_object(await read_json(request, BODY_CAP))
+    name, scopes = body.get("name"), body.get("scopes", [])
+    if set(body) - {"name", "scopes"}:
+        raise _invalid("", "unknown_field", "known fields: name, scopes")
+    if not isinstance(name, str) or not NAME.match(name):
+        raise _invalid("/name", "invalid_name", "name: lower-case letters, digits, . _ @ -")
+    if not isinstance(scopes, list) or not all(isinstance(x, str) for x in scopes):
+        raise _invalid("/scopes", "invalid_type", "scopes is a list of scope names")
+    try:
+        user = await admins.create_admin_user(core.sessions, name, scopes, by=principal)
+    except admins.AdminError as exc:
+        await _refuse(request, principal, "admin_user_create", name, exc)
+    await record_admin_action(request, principal.actor, "admin_user_create", name, 201)
+    return JSONResponse(user, status_code=201)
+
+
+async def list_users(request: Request) -> Response:
+    await auth.admin(request, "admins:manage")
+    return JSONResponse({"items": await admins.list_admin_users(auth.core_of(request).sessions)})
+
+
+async def create_token(request: Request) -> Response:
+    core = auth.core_of(request)
+    principal = await auth.admin(request, None)  # the registry checks whose and which scopes
+    body = json_object(await read_json(request, BODY_CAP, allow_empty=True))
+    if set(body) - {"name", "scopes", "ttl_seconds"}:
+        raise _invalid("", "unknown_field", "known fields: name, scopes, ttl_seconds")
+    name = body.get("name", "")
+    scopes = body.get("scopes")
+    ttl = body.get("ttl_seconds")
+    if not isinstance(name, str) or len(name) > 100:
+        raise _invalid("/name", "invalid_name", "name is a short label")
+    if scopes is not None and (
+        not isinstance(scopes, list) or not all(isinstance(x, str) for x in scopes)
+    ):
+        raise _invalid("/scopes", "invalid_type", "scopes is a list of scope names")
+    if ttl is not None and (
+        isinstance(ttl, bool) or not isinstance(ttl, int) or not 60 <= ttl <= MAX_TTL
+    ):
+        raise _invalid("/ttl_seconds", "out_of_range", f"ttl_seconds is 60 to {MAX_TTL}")
+    user_id = _user_id(request, principal)
+    try:
+        issued = await admins.issue_admin_token(
+            core.sessions, user_id, by=principal, name=name, scopes=scopes, ttl_seconds=ttl
+        )
+    except admins.AdminError as exc:
+        await _refuse(request, principal, "admin_token_create", user_id, exc)
+    await record_admin_action(
+        request,
+        principal.actor,
+        "admin_token_create",
+        f"admin:{issued.user_name}",
+        201,
+        detail={
+            "user_id": user_id,
+            "token_id": issued.token_id,
+            "scopes": list(issued.scopes),
+            "expires_at": issued.expires_at,
+        },
+    )
+    return JSONResponse(
+        {
+            "id": issued.token_id,
+            "token": issued.token,
+            "scopes": list(issued.scopes),
+            "expires_at": issued.expires_at,
+        },
+        status_code=201,
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+async def list_tokens(request: Request) -> Response:
+    principal = await auth.admin(request, None)  # the registry checks whose
+    try:
+        items = await admins.list_admin_tokens(
+            auth.core_of(request).sessions, _user_id(request, principal), by=principal
+        )
+    except admins.AdminError as exc:
+        raise Problem(STATUS.get(exc.code, 422), exc.message, code=exc.code) from exc
+    return JSONResponse({"items": items})
+
+
+async def revoke_token(request: Request) -> Response:
+    core = auth.core_of(request)
+    principal = await auth.admin(request, None)  # the registry checks whose and which scopes
+    token_id = path_record_id(request, "token_id", "admin token")
+    try:
+        revoked = await admins.revoke_admin_token(core.sessions, token_id, by=principal)
+    except admins.AdminError as exc:
+        await _refuse(request, principal, "admin_token_revoke", token_id, exc)
+    await record_admin_action(
+        request,
+        principal.actor,
+        "admin_token_revoke",
+        f"admin:{revoked.user_name}",
+        204,
+        detail={
+            "token_id": revoked.token_id,
+            "user_id": revoked.user_id,
+            "scopes": list(revoked.scopes),
+        },
+    )
+    return Response(status_code=204)
+
+
+ROUTES = [
+    Route("/admin/users", create_user, methods=["POST"]),
+    Route("/admin/users", list_users, methods=["GET"]),
+    Route("/admin/users/{user_id}/tokens", create_token, methods=["POST"]),
+    Route("/admin/users/{user_id}/tokens", list_tokens, methods=["GET"]),
+    Route("/admin/tokens/{token_id}", revoke_token, methods=["DELETE"]),
+]

@@ -1,0 +1,175 @@
+"""The canonical event lane over HTTP: catalogue, publish, dead letters and delivery stats."""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from vivified.gateway import auth
+from vivified.gateway.bodies import json_object, read_json
+from vivified.gateway.events.stream import StreamUnavailable, cloud_event
+from vivified.gateway.middleware import request_id
+from vivified.gateway.params import path_int
+from vivified.gateway.problems import Problem
+from vivified.policy.events import STATUS, decide_publish
+from vivified.registry.audit.writer import AuditEvent
+from vivified.registry.event_catalogue import catalogue_json, data_problems, event_type
+
+EVENT_BODY_CAP = 256 * 1024
+EVENT_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+RETRY_AFTER = {"Retry-After": "2"}
+
+
+async def list_types(_request: Request) -> Response:
+    return JSONResponse(catalogue_json())
+
+
+def _field_problems(body: dict[str, Any]) -> list[dict[str, str]]:
+    problems = [
+        {"path": f"/{k}", "code": "unknown_field", "message": "known: type, data, id, subject"}
+        for k in body
+        if k not in {"type", "data", "id", "subject"}
+    ]
+    if not isinstance(body.get("type"), str):
+        problems.append({"path": "/type", "code": "missing_field", "message": "type is required"})
+    if "data" not in body:
+        problems.append({"path": "/data", "code": "missing_field", "message": "data is required"})
+    eid = body.get("id")
+    if eid is not None and (not isinstance(eid, str) or not EVENT_ID.match(eid)):
+        problems.append(
+            {"path": "/id", "code": "invalid_id", "message": "id: 1-128 of A-Z a-z 0-9 . _ : -"}
+        )
+    subject = body.get("subject")
+    if subject is not None and (not isinstance(subject, str) or len(subject) > 256):
+        problems.append({"path": "/subject", "code": "invalid_subject", "message": "≤ 256 chars"})
+    return problems
+
+
+async def publish(request: Request) -> Response:
+    core = auth.core_of(request)
+    started = time.perf_counter()
+    claims = await auth.plugin_claims(request)
+    body = json_object(await read_json(request, EVENT_BODY_CAP))
+    problems = _field_problems(body)
+    if problems:
+        raise Problem(422, "the event is invalid", code="invalid_event", errors=problems)
+    kind = body["type"]
+    view = core.snapshot.current.plugins.get(claims.plugin_id)
+    events = (view.manifest.get("events") or {}) if view else {}
+    declared = events.get("publishes", []) if isinstance(events, dict) else []
+    known = event_type(kind)
+    decision = decide_publish(
+        status=view.status if view else "unknown",
+        declared=declared,
+        event_type=kind,
+        known=known is not None,
+        health=view.health if view else "unknown",
+        classification=known.classification if known else "internal",
+    )
+
+    async def record(decision_: str, reason: str, status: int, eid: str = "") -> None:
+        await core.audit.record(
+            AuditEvent(
+                actor=claims.plugin_id,
+                lane="events",
+                action="publish",
+                target=kind,
+                decision=decision_,
+                reason=reason,
+                request_id=eid or request_id(request),
+                status=status,
+                latency_ms=(time.perf_counter() - started) * 1000,
+            )
+        )
+
+    if not decision:
+        status = STATUS[decision.reason]
+        await record("deny", decision.reason, status)
+        errors = [{"path": "/type", "code": decision.reason, "message": decision.detail}]
+        raise Problem(
+            status, decision.detail, code=decision.reason, errors=errors if status == 422 else None
+        )
+    problems = data_problems(kind, body["data"])
+    if problems:
+        await record("deny", "invalid_data", 422)
+        raise Problem(
+            422, "the data does not match the event's schema", code="invalid_data", errors=problems
+        )
+    event = cloud_event(
+        event_id=body.get("id"),
+        type_=kind,
+        source=f"vivified://plugins/{claims.plugin_id}",
+        data=body["data"],
+        subject=body.get("subject"),
+    )
+    try:
+        duplicate = await core.events.publish(event)
+    except StreamUnavailable as exc:
+        await record("deny", "stream_unavailable", 503, event["id"])
+        raise Problem(
+            503,
+            "the event bus is unavailable; retry shortly",
+            code="stream_unavailable",
+            headers=RETRY_AFTER,
+        ) from exc
+    await record("allow", "duplicate" if duplicate else "accepted", 202, event["id"])
+    return JSONResponse({"id": event["id"]}, status_code=202)
+
+
+async def dead_letters(request: Request) -> Response:
+    core = auth.core_of(request)
+    await auth.admin(request, "plugins:manage")
+    try:
+        items = await core.events.list_dead_letters()
+    except StreamUnavailable as exc:
+        raise Problem(
+            503, "the event bus is unavailable", code="stream_unavailable", headers=RETRY_AFTER
+        ) from exc
+    return JSONResponse({"items": items})
+
+
+async def replay(request: Request) -> Response:
+    core = auth.core_of(request)
+    await auth.admin(request, "plugins:manage")
+    seq = path_int(request, "seq", "dead letter")
+    if core.dispatcher is None:
+        raise Problem(503, "events need NATS", code="stream_unavailable", headers=RETRY_AFTER)
+    try:
+        items = {i["seq"]: i for i in await core.events.list_dead_letters(limit=10_000)}
+    except StreamUnavailable as exc:
+        raise Problem(
+            503, "the event bus is unavailable", code="stream_unavailable", headers=RETRY_AFTER
+        ) from exc
+    if seq not in items:
+        raise Problem(404, f"no dead letter {seq}", code="not_found")
+    ok, status, error = await core.dispatcher.replay(seq, items[seq])
+    if not ok:
+        raise Problem(502, f"the subscriber did not accept it ({error})", code="delivery_failed")
+    return JSONResponse({"seq": seq, "delivered": True, "status": status})
+
+
+async def subscribers(request: Request) -> Response:
+    core = auth.core_of(request)
+    await auth.admin(request, "plugins:manage")
+    if core.dispatcher is None:
+        return JSONResponse({"items": []})
+    try:
+        return JSONResponse({"items": await core.dispatcher.lag()})
+    except StreamUnavailable as exc:
+        raise Problem(
+            503, "the event bus is unavailable", code="stream_unavailable", headers=RETRY_AFTER
+        ) from exc
+
+
+ROUTES = [
+    Route("/events/types", list_types, methods=["GET"]),
+    Route("/events", publish, methods=["POST"]),
+    Route("/admin/events/dead-letters", dead_letters, methods=["GET"]),
+    Route("/admin/events/dead-letters/{seq}/replay", replay, methods=["POST"]),
+    Route("/admin/events/subscribers", subscribers, methods=["GET"]),
+]
