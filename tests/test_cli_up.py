@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import subprocess
@@ -78,3 +79,61 @@ def test_up_runs_everything_and_stops_cleanly(tmp_path: Path) -> None:
     while any(alive(k) for k in kids) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not any(alive(k) for k in kids)
+
+
+def read_banner(proc: subprocess.Popen[str]) -> str:
+    assert proc.stdout is not None
+    banner = ""
+    deadline = time.monotonic() + 60
+    while "Press Ctrl-C" not in banner:
+        line = proc.stdout.readline()
+        assert line or proc.poll() is None, banner
+        banner += line
+        assert time.monotonic() < deadline, banner
+    return banner
+
+
+def pasted_commands(banner: str) -> str:
+    """The banner's command block, as a user would copy it (indented lines after the heading)."""
+    block = banner.split("Register a plugin and approve it", 1)[1].split("\n\n", 1)[0]
+    return "\n".join(line[4:] for line in block.splitlines() if line.startswith("    "))
+
+
+def test_banner_commands_work_when_pasted(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    env = clean_env({"VIVIFIED_DATA_DIR": str(data), "VIVIFIED_LOG_LEVEL": "warning"})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vivified", "up", "--gateway-port", "0", "--egress-port", "0"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        banner = read_banner(proc)
+        token_file = data / "admin-token"
+        assert token_file.stat().st_mode & 0o777 == 0o600
+        token = token_file.read_text().strip()
+        assert re.search(rf"Bootstrap admin token .*\n\s+{re.escape(token)}\n", banner), banner
+        assert banner.count(token) == 1, "the token is printed once; the commands read the file"
+        script = pasted_commands(banner)
+        assert f"ADMIN=$(cat {token_file.resolve()})" in script
+        # a fresh shell: no VIVIFIED_* variables, nothing but what the banner sets
+        shell_env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path)}
+        done = subprocess.run(
+            ["bash", "-euo", "pipefail", "-c", script + '\necho "plugin=$PLUGIN"'],
+            env=shell_env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, (script, done.stdout, done.stderr)
+        assert '"status":"active"' in done.stdout.replace(" ", ""), done.stdout
+        assert '"reason": "host_not_allowed"' in done.stdout, done.stdout
+        assert done.stdout.rstrip().endswith("plugin=user-management"), done.stdout
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=45)
+        if proc.stdout is not None:
+            proc.stdout.close()

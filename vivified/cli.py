@@ -1,4 +1,4 @@
-"""The `vivified` command: up, gateway, egress, validate, audit verify, keys rotate."""
+"""The `vivified` command: up, gateway, egress, validate, audit verify, keys rotate, config docs."""
 
 from __future__ import annotations
 
@@ -72,6 +72,14 @@ def build_parser() -> argparse.ArgumentParser:
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)
     rotate = keys_sub.add_parser("rotate", help="start signing with a new key")
     _settings_flags(rotate)
+    config = sub.add_parser("config", help="settings tools")
+    config_sub = config.add_subparsers(dest="config_command", required=True)
+    docs = config_sub.add_parser("docs", help="print the settings reference as a Markdown table")
+    docs.add_argument(
+        "--write",
+        metavar="FILE",
+        help="replace the table between the settings markers of FILE instead of printing it",
+    )
     return parser
 
 
@@ -81,6 +89,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from vivified.registry.manifest.cli import validate_files
 
         return validate_files(args.files, as_json=args.json, out=sys.stdout)
+    if args.command == "config":
+        return _config_docs(args.write)
     try:
         settings = _settings(args)
     except SettingsError as exc:
@@ -118,6 +128,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "keys":
         return asyncio.run(_rotate_keys(settings))
     return up(settings, args)
+
+
+def _config_docs(write: str | None) -> int:
+    from vivified.config.settings_doc import SettingsDocError, render_table, write_table
+
+    if write is None:
+        print(render_table())
+        return 0
+    try:
+        changed = write_table(Path(write))
+    except (OSError, SettingsDocError) as exc:
+        print(f"vivified config docs: {write}: {exc}", file=sys.stderr)
+        return 1
+    print(f"{write}: {'settings table regenerated' if changed else 'already up to date'}")
+    return 0
 
 
 async def _audit_verify(settings: Settings) -> int:
@@ -168,9 +193,12 @@ async def _prepare(settings: Settings) -> str | None:
         await migrate(engine)
         sessions = session_factory(engine)
         await KeyStore(sessions).load(create=True)
-        return await ensure_bootstrap_admin(sessions, settings.admin_token)
+        token = await ensure_bootstrap_admin(sessions, settings.admin_token)
     finally:
         await engine.dispose()
+    if token is not None:
+        save_admin_token(settings.data_dir, token)
+    return token
 
 
 def up(settings: Settings, args: argparse.Namespace) -> int:
@@ -209,7 +237,8 @@ def up(settings: Settings, args: argparse.Namespace) -> int:
             # Our own interpreter and module with validated settings: no untrusted input.
             children.append((name, subprocess.Popen(cmd, env=env), port_file))  # noqa: S603
         ports = {name: wait_port(pf, proc, name, 120) for name, proc, pf in children}
-        _print_banner(settings, ports, admin_token, env.get("VIVIFIED_NATS_URL", ""), nats)
+        nats_url = env.get("VIVIFIED_NATS_URL", "")
+        print(banner(settings, ports, admin_token, nats_url, nats is not None), flush=True)
         return _supervise([proc for _, proc, _ in children])
     except KeyboardInterrupt:
         return 0
@@ -222,47 +251,89 @@ def up(settings: Settings, args: argparse.Namespace) -> int:
             nats.stop(timeout=5)
 
 
-def _print_banner(
+ADMIN_TOKEN_FILE = "admin-token"  # noqa: S105 (a file name in the data dir, mode 0600)
+EXAMPLE_MANIFEST = (
+    Path(__file__).resolve().parents[1] / "docs" / "examples" / "user-management.manifest.json"
+)
+
+
+def save_admin_token(data_dir: Path, token: str) -> Path:
+    """Keep the generated bootstrap admin token where only this user can read it."""
+    path = data_dir / ADMIN_TOKEN_FILE
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        os.fchmod(fh.fileno(), 0o600)  # an older file keeps its mode through O_CREAT
+        fh.write(token + "\n")
+    return path
+
+
+def _client_host(host: str) -> str:
+    """An address a local client can connect to for a listen address."""
+    if host in ("0.0.0.0", ""):
+        return "127.0.0.1"
+    if host == "::":
+        return "[::1]"
+    return f"[{host}]" if ":" in host else host
+
+
+def _admin_line(settings: Settings, admin_token: str | None) -> str:
+    token_file = settings.data_dir.resolve() / ADMIN_TOKEN_FILE
+    if settings.admin_token:
+        return 'ADMIN="$VIVIFIED_ADMIN_TOKEN"   # set in the shell that started core'
+    if token_file.exists():
+        return f"ADMIN=$(cat {token_file})"
+    if admin_token:
+        return f"ADMIN={admin_token}"
+    return "ADMIN=...   # the token printed on the first start of this data dir"
+
+
+def banner(
     settings: Settings,
     ports: dict[str, int],
     admin_token: str | None,
     nats_url: str,
-    nats: ManagedNats | None,
-) -> None:
-    gw = f"http://{settings.host}:{ports['gateway']}"
+    embedded_nats: bool,
+) -> str:
+    """What `vivified up` prints once everything listens: where, and commands to paste."""
+    host = _client_host(settings.host)
+    gw = f"http://{host}:{ports['gateway']}"
+    egress = f"{host}:{ports['egress']}"
+    token_file = settings.data_dir.resolve() / ADMIN_TOKEN_FILE
     lines = [
         "",
         "Vivified core is up.",
         f"  gateway        {gw}   (health: {gw}/healthz, API: {gw}/openapi.json)"
         + (f", {settings.gateway_workers} workers" if settings.gateway_workers > 1 else ""),
-        f"  egress proxy   http://{settings.host}:{ports['egress']}   (CA: {gw}/egress/ca.pem)",
+        f"  egress proxy   http://{egress}   (CA: {gw}/egress/ca.pem)",
         f"  registry       {settings.database_url or settings.data_dir / 'registry.db'}",
-        f"  NATS           {nats_url}   ({'embedded, JetStream' if nats else 'external'})",
+        f"  NATS           {nats_url}   ({'embedded, JetStream' if embedded_nats else 'external'})",
         f"  data dir       {settings.data_dir.resolve()}",
     ]
     if admin_token:
-        lines += [
-            "",
-            "  Bootstrap admin token (shown once, store it now):",
-            f"    {admin_token}",
-        ]
-    elif settings.admin_token:
-        lines += ["", "  Admin token: the one in VIVIFIED_ADMIN_TOKEN"]
-    else:
-        lines += ["", "  Admin token: printed on the first start of this data dir"]
+        saved = f"; also in {token_file}" if token_file.exists() else ""
+        lines += ["", f"  Bootstrap admin token (shown once{saved}):", f"    {admin_token}"]
+    manifest = EXAMPLE_MANIFEST if EXAMPLE_MANIFEST.exists() else Path("manifest.json")
     lines += [
         "",
-        "  Register a plugin:",
-        f"    curl -X POST {gw}/admin/registration-tokens \\",
-        "         -H 'Authorization: Bearer $ADMIN' -d '{}'",
-        f"    curl -X POST {gw}/plugins/register -H 'Authorization: Bearer $REGTOKEN' \\",
-        "         -H 'Content-Type: application/json' --data @manifest.json",
-        "  A plugin reaches the internet with",
-        f"    HTTPS_PROXY=http://<plugin-id>:<token>@{settings.host}:{ports['egress']}",
+        "  Register a plugin and approve it (paste into a shell; needs curl and python3):",
+        "    " + _admin_line(settings, admin_token),
+        f"    GW={gw}",
+        "    json() { python3 -c \"import json, sys; print(json.load(sys.stdin)['$1'])\"; }",
+        '    REGTOKEN=$(curl -sf -X POST "$GW/admin/registration-tokens" \\',
+        "      -H \"Authorization: Bearer $ADMIN\" -H 'Content-Type: application/json' \\",
+        '      -d \'{"uses": 1, "ttl_seconds": 3600}\' | json token)',
+        '    REG=$(curl -sf -X POST "$GW/plugins/register" -H "Authorization: Bearer $REGTOKEN" \\',
+        f"      -H 'Content-Type: application/json' --data @{manifest})",
+        '    PLUGIN=$(echo "$REG" | json id); PLUGIN_TOKEN=$(echo "$REG" | json token)',
+        '    curl -s -w "\\n" -X POST "$GW/plugins/$PLUGIN/enable" '
+        '-H "Authorization: Bearer $ADMIN"',
+        "  Through the egress proxy it reaches only the hosts an admin allows it (403 until then):",
+        f"    EGRESS=http://$PLUGIN:$PLUGIN_TOKEN@{egress}",
+        '    http_proxy="$EGRESS" curl -s http://example.com/; echo',
         "",
         "Press Ctrl-C to stop.",
     ]
-    print("\n".join(lines), flush=True)
+    return "\n".join(lines)
 
 
 def _supervise(procs: list[subprocess.Popen[Any]]) -> int:
