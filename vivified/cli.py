@@ -19,6 +19,7 @@ from vivified.config.children import StopSignals, stop_all, wait_port
 from vivified.config.logs import configure_logging
 from vivified.config.nats_server import ManagedNats
 from vivified.config.settings import Settings, SettingsError, load_settings
+from vivified.devkit import commands as devkit
 
 
 def _settings_flags(parser: argparse.ArgumentParser) -> None:
@@ -80,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="replace the table between the settings markers of FILE instead of printing it",
     )
+    devkit.add_parsers(sub)
     return parser
 
 
@@ -91,6 +93,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return validate_files(args.files, as_json=args.json, out=sys.stdout)
     if args.command == "config":
         return _config_docs(args.write)
+    if args.command in devkit.COMMANDS:
+        return devkit.run(args)
     try:
         settings = _settings(args)
     except SettingsError as exc:
