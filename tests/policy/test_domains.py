@@ -276,3 +276,78 @@ def test_public_suffix_list_is_the_bundled_snapshot(
     finally:
         domains._extractor.cache_clear()
     assert list(tmp_path.iterdir()) == []
+
+
+# --- an admin's exception: internal names that host_overrides maps ------------------------------
+
+MAPPED = ("db.internal", "printer.local", "api.test", "database", "svc.corp.example")
+
+EXCEPTIONS = [
+    pytest.param("db.internal", MAPPED, "db.internal", [], "internal_name_exception", id="mapped"),
+    pytest.param("DB.Internal.", MAPPED, "db.internal", [], "internal_name_exception", id="case"),
+    pytest.param("database", MAPPED, "database", [], "internal_name_exception", id="single-label"),
+    pytest.param(
+        "svc.corp.example",
+        MAPPED,
+        "svc.corp.example",
+        [],
+        "internal_name_exception",
+        id="dot-example",
+    ),
+    pytest.param(
+        "other.internal", MAPPED, "other.internal", ["internal_name"], None, id="unmapped-internal"
+    ),
+    pytest.param(
+        "*.internal",
+        ("a.internal",),
+        "*.internal",
+        ["internal_name"],
+        None,
+        id="wildcard-never",
+    ),
+    pytest.param(
+        "*.db.internal",
+        MAPPED,
+        "*.db.internal",
+        ["internal_name"],
+        None,
+        id="wildcard-of-mapped-never",
+    ),
+    pytest.param("db.internal", (), "db.internal", ["internal_name"], None, id="no-mapping"),
+    pytest.param("api.example.com", MAPPED, "api.example.com", [], None, id="public-no-mark"),
+]
+
+
+@pytest.mark.parametrize(("raw", "mapped", "normalized", "codes", "exception"), EXCEPTIONS)
+def test_internal_names_mapped_by_an_admin(
+    raw: str, mapped: tuple[str, ...], normalized: str, codes: list[str], exception: str | None
+) -> None:
+    entry = check_domain_entry(raw, (), mapped)
+    assert entry.normalized == normalized
+    assert [p.code for p in entry.problems] == codes
+    assert entry.exception == exception
+
+
+def test_unmapped_internal_name_message_names_host_overrides() -> None:
+    entry = check_domain_entry("other.internal", (), ("db.internal",))
+    assert "host_overrides" in entry.problems[0].message
+
+
+def test_mapped_internal_name_still_obeys_the_blocklist() -> None:
+    entry = check_domain_entry("db.internal", ("db.internal",), ("db.internal",))
+    assert [p.code for p in entry.problems] == ["blocked_domain"]
+    assert entry.exception is None
+
+
+@pytest.mark.parametrize(
+    ("entry", "internal"),
+    [
+        pytest.param("db.internal", True, id="internal"),
+        pytest.param("*.corp", True, id="wildcard-corp"),
+        pytest.param("database", True, id="single-label"),
+        pytest.param("api.example.com", False, id="public"),
+        pytest.param("*.example.org", False, id="public-wildcard"),
+    ],
+)
+def test_is_internal_name(entry: str, internal: bool) -> None:
+    assert domains.is_internal_name(entry) is internal

@@ -12,6 +12,7 @@ from vivified.policy.egress import (
     audit_reason,
     decide_addresses,
     decide_egress,
+    is_gateway_target,
 )
 from vivified.policy.egress_settings import EgressSettings, parse_egress_document
 
@@ -116,3 +117,53 @@ def test_core_listeners_refused_even_in_allowed_networks(listener: tuple[str, in
     d = decide_addresses([IP("127.0.0.1")], 8000, LOCAL, [listener])
     assert (d.allowed, d.reason) == (False, "blocked_core_listener")
     assert decide_addresses([IP("127.0.0.1")], 8001, LOCAL, [listener]).allowed
+
+
+# --- internal names an admin allowlisted (they hold while host_overrides maps them) ---------------
+
+MAPPED_SETTINGS = parse_egress_document({"host_overrides": {"db.internal": "10.0.0.5"}})
+
+
+@pytest.mark.parametrize(
+    ("host", "settings", "allowed", "reason"),
+    [
+        pytest.param("db.internal", MAPPED_SETTINGS, True, "allowed", id="mapped"),
+        pytest.param("DB.internal.", MAPPED_SETTINGS, True, "allowed", id="mapped-dressed-up"),
+        pytest.param("db.internal", SETTINGS, False, "internal_name_unmapped", id="unmapped"),
+    ],
+)
+def test_allowlisted_internal_name_needs_its_mapping(
+    host: str, settings: EgressSettings, allowed: bool, reason: str
+) -> None:
+    d = decide_egress(req(host=host, allowlist=("db.internal",), settings=settings))
+    assert (d.allowed, d.reason) == (allowed, reason)
+
+
+# --- gateway calls that reached the proxy ---------------------------------------------------------
+
+GATEWAY = [("127.0.0.1", 8000), ("core.example.com", 443)]
+
+
+@pytest.mark.parametrize(
+    ("host", "port", "endpoints", "is_gateway"),
+    [
+        pytest.param("127.0.0.1", 8000, GATEWAY, True, id="listen-address"),
+        pytest.param("localhost", 8000, GATEWAY, True, id="localhost"),
+        pytest.param("2130706433", 8000, GATEWAY, True, id="decimal-loopback"),
+        pytest.param("127.0.0.2", 8000, GATEWAY, True, id="other-loopback"),
+        pytest.param("[::1]", 8000, GATEWAY, True, id="v6-loopback"),
+        pytest.param("[::ffff:127.0.0.1]", 8000, GATEWAY, True, id="v6-mapped-loopback"),
+        pytest.param("Core.Example.com.", 443, GATEWAY, True, id="public-url"),
+        pytest.param("127.0.0.1", 8001, GATEWAY, False, id="other-port"),
+        pytest.param("core.example.com", 8000, GATEWAY, False, id="public-name-other-port"),
+        pytest.param("api.example.com", 443, GATEWAY, False, id="other-name"),
+        pytest.param("10.0.0.1", 8000, GATEWAY, False, id="lan-address"),
+        pytest.param("10.0.0.1", 8000, [("0.0.0.0", 8000)], False, id="unspecified-not-lan"),
+        pytest.param("127.0.0.1", 8000, [("0.0.0.0", 8000)], True, id="unspecified-loopback"),
+        pytest.param("", 8000, GATEWAY, False, id="empty-host"),
+    ],
+)
+def test_is_gateway_target(
+    host: str, port: int, endpoints: list[tuple[str, int]], is_gateway: bool
+) -> None:
+    assert is_gateway_target(host, port, endpoints) is is_gateway

@@ -304,6 +304,9 @@ class Egress:
         raw = f"{plugin}:{self.tokens[plugin]}".encode()
         return "Basic " + base64.b64encode(raw).decode()
 
+    def bearer_header(self, plugin: str = "alpha") -> str:
+        return f"Bearer {self.tokens[plugin]}"
+
     def ssl_context(self) -> ssl.SSLContext:
         return ssl.create_default_context(cafile=str(self.ca_file))
 
@@ -314,7 +317,10 @@ class Egress:
         return asyncio.run(_audit_rows(self.data_dir))
 
 
-def start_egress(data_dir: Path, up: Upstreams, **doc_changes: Any) -> Egress:
+def start_egress(
+    data_dir: Path, up: Upstreams, *, env: dict[str, str] | None = None, **doc_changes: Any
+) -> Egress:
+    """A real `vivified egress` on loopback; `env` adds or overrides VIVIFIED_* settings."""
     data_dir.mkdir(parents=True, exist_ok=True)
     gateway_port = free_port()
     tokens = asyncio.run(_setup_db(data_dir, egress_document(up, gateway_port, **doc_changes)))
@@ -327,6 +333,7 @@ def start_egress(data_dir: Path, up: Upstreams, **doc_changes: Any) -> Egress:
             "VIVIFIED_SNAPSHOT_RELOAD_INTERVAL": "0.5",
             "VIVIFIED_UPSTREAM_TIMEOUT": "3",
             "VIVIFIED_EGRESS_TUNNEL_MAX_SECONDS": "2",
+            **(env or {}),
         },
     ).start()
     from vivified.config.egress_ca import ensure_ca
@@ -406,3 +413,53 @@ def connect(
     elif plugin is not None:
         lines.append(f"Proxy-Authorization: {eg.auth_header(plugin)}")
     return raw_exchange(eg.port, ("\r\n".join(lines) + "\r\n\r\n").encode())
+
+
+@dataclass
+class RawAnswer:
+    """Everything a proxy sent on one connection, read until it closed (or `timeout`)."""
+
+    first_read: bytes  # what one recv() returned once the first byte arrived
+    data: bytes  # everything, until EOF
+    closed: bool  # the proxy closed the connection within the timeout
+
+    @property
+    def status_line(self) -> str:
+        return self.data.split(b"\r\n", 1)[0].decode("latin-1")
+
+    @property
+    def headers(self) -> dict[str, str]:
+        head = self.data.partition(b"\r\n\r\n")[0].decode("latin-1").split("\r\n")[1:]
+        return {k.strip().lower(): v.strip() for k, _, v in (h.partition(":") for h in head)}
+
+    @property
+    def body(self) -> bytes:
+        return self.data.partition(b"\r\n\r\n")[2]
+
+
+def read_until_eof(sock: socket.socket, timeout: float = 3.0) -> RawAnswer:
+    """Read one connection to its end: the first recv() alone, then the rest until EOF."""
+    sock.settimeout(timeout)
+    first = sock.recv(65536)
+    data, closed = first, not first
+    deadline = time.monotonic() + timeout
+    while not closed and time.monotonic() < deadline:
+        try:
+            chunk = sock.recv(65536)
+        except TimeoutError:
+            break
+        if not chunk:
+            closed = True
+        data += chunk
+    sock.close()
+    return RawAnswer(first, data, closed)
+
+
+def raw_connect(eg: Egress, target: str, auth: str | None) -> RawAnswer:
+    """A CONNECT with `auth` as Proxy-Authorization (None: no header), read until EOF."""
+    lines = [f"CONNECT {target} HTTP/1.1", f"Host: {target}"]
+    if auth is not None:
+        lines.append(f"Proxy-Authorization: {auth}")
+    sock = socket.create_connection(("127.0.0.1", eg.port), timeout=10)
+    sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+    return read_until_eof(sock)

@@ -1,4 +1,9 @@
-"""Proxy-Authorization: Basic base64(`plugin-id:token`), verified with core's token service."""
+"""Proxy-Authorization: Basic base64(`plugin-id:token`) or Bearer `token`, verified with core's
+token service.
+
+Bearer is for clients that cannot send Basic on CONNECT (Java's HttpClient and
+HttpURLConnection, unless the whole JVM sets `jdk.http.auth.tunneling.disabledSchemes=`) but do
+send a header set by the plugin: the plugin id is then the verified token's subject."""
 
 from __future__ import annotations
 
@@ -27,13 +32,18 @@ class TokenVerifier(Protocol):
 
 @dataclass(frozen=True)
 class Credential:
-    """The parsed proxy credential (the token is never logged)."""
+    """The parsed proxy credential (the token is never logged); `plugin_id` is empty for a
+    Bearer credential, whose plugin is the token's subject."""
 
     plugin_id: str
     token: str
 
     def __repr__(self) -> str:
         return f"Credential(plugin_id={self.plugin_id!r}, token=<hidden>)"
+
+    @property
+    def bearer(self) -> bool:
+        return not self.plugin_id
 
 
 @dataclass(frozen=True)
@@ -50,12 +60,14 @@ class AuthResult:
 
 
 def parse_proxy_authorization(values: Sequence[str]) -> Credential | None:
-    """Exactly one `Basic` credential `id:token`; anything else is None."""
+    """Exactly one `Basic` credential `id:token` or `Bearer` token; anything else is None."""
     if len(values) != 1:
         return None
     parts = values[0].strip().split()
-    if len(parts) != 2 or parts[0].lower() != "basic":
+    if len(parts) != 2 or parts[0].lower() not in ("basic", "bearer"):
         return None
+    if parts[0].lower() == "bearer":
+        return Credential("", parts[1])
     try:
         decoded = base64.b64decode(parts[1], validate=True).decode("utf-8")
     except (binascii.Error, UnicodeDecodeError, ValueError):
@@ -95,6 +107,10 @@ class ProxyAuthenticator:
                 code = getattr(exc, "code", "invalid_token")
                 return AuthResult(None, str(code or "invalid_token"), cred.plugin_id)
         subject = _subject(claims)
+        if cred.bearer:
+            if not subject:
+                return AuthResult(None, "invalid_token")
+            return AuthResult(subject, "authenticated", subject)
         if not hmac.compare_digest(subject.encode(), cred.plugin_id.encode()):
             return AuthResult(None, "credential_mismatch", cred.plugin_id)
         return AuthResult(subject, "authenticated", cred.plugin_id)

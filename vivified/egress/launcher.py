@@ -15,7 +15,9 @@ from vivified.config.settings import Settings
 from vivified.egress.audit import Audit, OpenRecord
 from vivified.egress.auth import ProxyAuthenticator
 from vivified.egress.authority import RequestAuthority
+from vivified.egress.connect_refusals import RefusedConnects
 from vivified.egress.egress_policy import EgressPolicy
+from vivified.egress.gateway_guard import GatewayGuard
 from vivified.egress.live_connections import LiveConnections
 from vivified.egress.live_state import AuditSink, AuditTrail, EgressState, SnapshotSource
 from vivified.egress.passthrough import PassthroughTunnels
@@ -93,6 +95,7 @@ def egress_addons(
     return [
         OpenRecord(),  # the flow's audit record, filled in by the addons below
         Tunnels(),  # a request inside an accepted CONNECT acts as the tunnel's plugin
+        GatewayGuard(settings),  # calls to core's own gateway: 403 gateway_via_proxy, NO_PROXY
         PluginAuth(authenticator),  # 407
         RequestAuthority(),  # Host/SNI agree with the authorised target: 400/421
         EgressPolicy(state),  # allowlist, blocklist, ports, kill switch: 403
@@ -108,6 +111,7 @@ def egress_addons(
         PassthroughTunnels(state, settings.egress_tunnel_max_seconds, live.close_client),
         ResponseFilter(state, live.close_client),  # stripped headers, content types, size caps
         ResponseDeadline(settings.upstream_timeout, live.inject, live.close_upstream),
+        RefusedConnects(live.send_last),  # a refused CONNECT: one write, then closed
         Audit(state),  # one record per flow
     ]
 

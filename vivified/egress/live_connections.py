@@ -36,6 +36,18 @@ class LiveConnections:
             writer.transport.abort()  # drop what is buffered: the client sees the cut
         handler.close_connection(client)
 
+    def send_last(self, client: connection.Client, raw: bytes) -> bool:
+        """Write `raw` to the client in one write, then close (buffered bytes go out first).
+
+        mitmproxy writes nothing more to a closing connection, so `raw` is the last word."""
+        handler = self.handler_for(client, client)
+        writer = None if handler is None else handler.transports[client].writer
+        if writer is None or writer.is_closing():
+            return False
+        writer.write(raw)
+        writer.close()
+        return True
+
     def inject(self, flow: http.HTTPFlow, raw: bytes) -> bool:
         """Deliver `raw` on the flow's upstream connection as if the upstream had sent it."""
         handler = self.handler_for(flow.client_conn, flow.server_conn)

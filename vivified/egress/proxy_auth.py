@@ -1,7 +1,7 @@
 """Proxy authentication as a mitmproxy addon: who is asking, or 407.
 
 Like mitmproxy's own `proxyauth` addon, with core's credentials: `Proxy-Authorization: Basic
-base64(plugin-id:token)` on every CONNECT and plain-HTTP request, checked by
+base64(plugin-id:token)` or `Bearer token` on every CONNECT and plain-HTTP request, checked by
 `auth.ProxyAuthenticator`. The hop-by-hop proxy headers never travel upstream. A request inside
 an accepted CONNECT tunnel carries no credentials: it acts as the tunnel's plugin (tagged by
 `tunnels.Tunnels`, which runs before this addon).
@@ -15,11 +15,14 @@ from __future__ import annotations
 from mitmproxy import http
 
 from vivified.egress.auth import AuthResult, ProxyAuthenticator
-from vivified.egress.flow_state import PLUGIN, outcome, tunnel
+from vivified.egress.flow_state import PLUGIN, is_settled, outcome, tunnel
 from vivified.egress.responses import refuse
 
 HOP_HEADERS = ("proxy-authorization", "proxy-connection")
-CHALLENGE_DETAIL = "proxy credentials required: Basic id:token"
+CHALLENGE_DETAIL = (
+    "proxy credentials required: Proxy-Authorization: Basic base64(plugin-id:token) "
+    "(the proxy URL's user:password) or Bearer <plugin token>"
+)
 
 
 def _strip_hop_headers(flow: http.HTTPFlow) -> None:
@@ -35,14 +38,15 @@ class PluginAuth:
 
     async def http_connect(self, flow: http.HTTPFlow) -> None:
         values = flow.request.headers.get_all("proxy-authorization")
-        result = await self._authenticator.authenticate(values)
         _strip_hop_headers(flow)
-        self._apply(flow, result)
+        if is_settled(flow):
+            return  # refused before (a gateway call): that answer stands
+        self._apply(flow, await self._authenticator.authenticate(values))
 
     async def requestheaders(self, flow: http.HTTPFlow) -> None:
         values = flow.request.headers.get_all("proxy-authorization")
         _strip_hop_headers(flow)  # inside tunnels and on refused requests too
-        if flow.error is not None or tunnel(flow) is not None:
+        if is_settled(flow) or tunnel(flow) is not None:
             return
         self._apply(flow, await self._authenticator.authenticate(values))
 

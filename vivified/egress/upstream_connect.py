@@ -68,7 +68,8 @@ class UpstreamConnect:
             "upstream_timeout" if self.timed_out(flow.server_conn) else "upstream_connect_failed"
         )
         status = status_for(reason)
-        flow.response = error_response(reason, f"cannot connect to {o.host}:{o.port}", status)
+        detail = f"cannot connect to {o.host}:{o.port}"
+        flow.response = error_response(reason, detail, status, o.host)
         o.reason, o.status = reason, status
 
     def error(self, flow: http.HTTPFlow) -> None:

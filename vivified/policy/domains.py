@@ -36,6 +36,10 @@ INTERNAL_SUFFIXES: tuple[str, ...] = (
 
 _HOST_ERROR_CODES = {"empty_host": "invalid_domain", "host_too_long": "domain_too_long"}
 
+# An admin may allowlist an internal name that the egress document maps to an address
+# (`host_overrides`): the entry is then accepted and marked with this code, for the audit trail.
+INTERNAL_NAME_EXCEPTION = "internal_name_exception"
+
 
 @dataclass(frozen=True, slots=True)
 class DomainProblem:
@@ -53,6 +57,7 @@ class DomainEntry:
     raw: str
     normalized: str | None
     problems: tuple[DomainProblem, ...] = ()
+    exception: str | None = None  # INTERNAL_NAME_EXCEPTION: an internal name an admin mapped
 
     @property
     def ok(self) -> bool:
@@ -74,13 +79,19 @@ def is_public_suffix(name: str) -> bool:
     return parts.suffix != "" and parts.domain == ""
 
 
-def check_domain_entry(entry: object, blocklist: Collection[str] = ()) -> DomainEntry:
+def check_domain_entry(
+    entry: object, blocklist: Collection[str] = (), mapped_names: Collection[str] = ()
+) -> DomainEntry:
     """Validate one allowlist entry: an exact name, or `*.name` for its subdomains only.
 
     Problem codes: `not_a_string`, `bad_wildcard`, `invalid_domain`, `domain_too_long`,
     `ip_literal`, `internal_name`, `public_suffix`, `blocked_domain`. Independent problems are
     all reported. `blocklist` holds names (matching themselves and their subdomains) and
-    `*.name` entries (subdomains only)."""
+    `*.name` entries (subdomains only).
+
+    `mapped_names` (admins only, never manifests): normalised names the egress document maps in
+    `host_overrides`. An exact internal name among them is accepted, with `exception` set to
+    `INTERNAL_NAME_EXCEPTION`; a wildcard internal entry never is."""
     if not isinstance(entry, str):
         problem = DomainProblem(
             "not_a_string", f"a domain must be a string such as 'api.example.com', not {entry!r}"
@@ -120,8 +131,50 @@ def check_domain_entry(entry: object, blocklist: Collection[str] = ()) -> Domain
         return DomainEntry(entry, None, tuple(problems))
     name = host.value
     normalized = WILDCARD_PREFIX + name if wildcard else name
-    problems += _name_problems(name, normalized, wildcard, blocklist)
-    return DomainEntry(entry, None if bad_wildcard else normalized, tuple(problems))
+    found = _name_problems(name, normalized, wildcard, blocklist)
+    exception = None
+    if any(p.code == "internal_name" for p in found) and mapped_names:
+        if not wildcard and name in mapped_names:
+            found = [p for p in found if p.code != "internal_name"]
+            exception = INTERNAL_NAME_EXCEPTION
+        else:
+            found = [
+                _unmapped_problem(normalized, wildcard) if p.code == "internal_name" else p
+                for p in found
+            ]
+    problems += found
+    return DomainEntry(
+        entry,
+        None if bad_wildcard else normalized,
+        tuple(problems),
+        exception if not problems else None,
+    )
+
+
+def _unmapped_problem(normalized: str, wildcard: bool) -> DomainProblem:
+    how = (
+        "list each mapped name exactly (wildcards of internal names are never allowed)"
+        if wildcard
+        else "map it to an address in the egress document's host_overrides first"
+    )
+    return DomainProblem(
+        "internal_name",
+        f"{normalized!r} is an internal or reserved name, which only an admin's host_overrides "
+        f"mapping makes reachable: {how}",
+    )
+
+
+def is_internal_name(entry: str) -> bool:
+    """Whether an allowlist entry (normalised, `*.` allowed) is an internal or reserved name."""
+    pattern = _pattern(entry)
+    return pattern is not None and _internal_base(pattern[1])
+
+
+@functools.lru_cache(maxsize=4096)
+def _internal_base(name: str) -> bool:
+    if any(_is_at_or_under(name, s) for s in INTERNAL_SUFFIXES):
+        return True
+    return bool(_extractor()(name).suffix == "")
 
 
 def _name_problems(

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from vivified.policy.addresses import classify_address
 from vivified.policy.decision import Decision
-from vivified.policy.domains import is_blocked_name, match_allowlist
+from vivified.policy.domains import is_blocked_name, is_internal_name, match_allowlist
 from vivified.policy.egress_settings import EgressSettings, IPAddress
 from vivified.policy.hosts import Host, HostError, parse_host
 
@@ -62,10 +62,49 @@ def decide_egress(req: EgressRequest) -> Decision:
         return Decision.deny("blocked_domain", f"{host.value} matches blocked {blocked}")
     matched = match_allowlist(host, req.allowlist)
     if matched is not None:
+        if is_internal_name(matched) and host.value not in s.host_overrides:
+            # An admin's exception holds only while the admin's mapping does: never DNS.
+            return Decision.deny(
+                "internal_name_unmapped",
+                f"{host.value} is an internal name and host_overrides no longer maps it",
+            )
         return Decision.allow(ALLOWED, matched)
     if req.mode == "report":
         return Decision.allow(REPORT, "host_not_allowed")
     return Decision.deny("host_not_allowed", f"{host.value} is not on the plugin's allowlist")
+
+
+GATEWAY_VIA_PROXY = "gateway_via_proxy"
+
+
+def is_gateway_target(host: str, port: int, gateway: Iterable[tuple[str, int]]) -> bool:
+    """Whether `host:port` is core's own gateway, one of its `(host, port)` endpoints.
+
+    Names compare after normalisation; a loopback or unspecified endpoint is reached by every
+    loopback address and `localhost` name on its port."""
+    try:
+        asked = parse_host(host)
+    except HostError:
+        return False
+    for ghost, gport in gateway:
+        if gport != port:
+            continue
+        try:
+            endpoint = parse_host(ghost)
+        except HostError:
+            continue
+        if asked.value == endpoint.value or (_is_local(endpoint) and _is_local(asked)):
+            return True
+    return False
+
+
+def _is_local(host: Host) -> bool:
+    if host.kind == "name":
+        return host.value == "localhost" or host.value.endswith(".localhost")
+    ip = host.ip if host.ip is not None else ipaddress.ip_address(host.value)
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_loopback or ip.is_unspecified
 
 
 def audit_reason(decision: Decision) -> str:

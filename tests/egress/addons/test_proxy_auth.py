@@ -13,7 +13,10 @@ from vivified.egress.proxy_auth import PluginAuth
 # (credentials: None = no header, "<alpha>" = alpha's real token) -> reason code
 CASES = [
     pytest.param(None, "missing_credentials", "", id="missing"),
-    pytest.param("Bearer abc", "malformed_credentials", "", id="not-basic"),
+    pytest.param("Digest abc", "malformed_credentials", "", id="not-basic-or-bearer"),
+    pytest.param("Bearer", "malformed_credentials", "", id="bearer-empty"),
+    pytest.param("Bearer abc", "malformed_token", "", id="bearer-not-a-token"),
+    pytest.param("bearer:<alpha-old>", "revoked", "", id="bearer-old-generation"),
     pytest.param("Basic !!!", "malformed_credentials", "", id="bad-base64"),
     pytest.param("basic:alpha:", "malformed_credentials", "", id="empty-token"),
     pytest.param("basic:alpha:not-a-token", "malformed_token", "alpha", id="bad-token"),
@@ -23,6 +26,9 @@ CASES = [
 
 
 def credentials(kit, tokens, spec: str | None) -> str | None:
+    if spec is not None and spec.startswith("bearer:"):
+        gen = 0 if spec == "bearer:<alpha-old>" else 1
+        return "Bearer " + tokens.issue_plugin_token("alpha", gen).token
     if spec is None or not spec.startswith("basic:"):
         return spec
     _, user, token = spec.split(":", 2)
@@ -99,3 +105,20 @@ async def test_token_is_never_in_the_refusal(kit, tokens, authenticator) -> None
     assert flow.response is not None
     assert token not in json.dumps(dict(flow.response.headers)) + flow.response.text
     assert token not in repr(outcome(flow))
+
+
+async def test_bearer_credentials_name_the_plugin_from_the_verified_token(
+    kit, tokens, authenticator
+) -> None:
+    # Java's HttpClient sends no Basic on CONNECT, but sends a Bearer header the plugin sets.
+    chain = kit.chain(OpenRecord(), PluginAuth(authenticator))
+    auth = credentials(kit, tokens, "bearer:<alpha>")
+    connect = kit.connect_flow("api.example.com:443", auth)
+    plain = kit.plain_flow("http://api.example.com/x", auth)
+    await chain.fire("http_connect", connect)
+    await chain.fire("requestheaders", plain)
+    for flow in (connect, plain):
+        assert flow.response is None
+        assert flow.metadata[PLUGIN] == "alpha"
+        assert outcome(flow).actor == "alpha"
+        assert "proxy-authorization" not in flow.request.headers
