@@ -1,24 +1,32 @@
-"""The `vivified` command: up, gateway, egress, validate, audit verify, keys rotate, config docs."""
+"""The `vivified` command: up, gateway, egress, validate, audit verify, keys rotate,
+admin reset-token, config docs/check.
+
+An operator mistake ends in one line on stderr and exit status 2 (`--debug` shows the
+traceback instead); a second instance on a data dir in one line and exit status 1.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import logging
-import os
-import subprocess
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import uvloop
 
-from vivified.config.children import StopSignals, stop_all, wait_port
 from vivified.config.logs import configure_logging
-from vivified.config.nats_server import ManagedNats
-from vivified.config.settings import Settings, SettingsError, load_settings
+from vivified.config.operator_errors import (
+    DB_ERRORS,
+    database_unreachable,
+    lock_data_dir,
+    port_must_be_free,
+    registry_must_exist,
+    require_registry_tables,
+    run_command,
+)
+from vivified.config.settings import Settings, inspect_settings, load_settings
 from vivified.devkit import commands as devkit
 
 
@@ -31,14 +39,17 @@ def _settings_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port-file", help="write the bound port here once listening")
 
 
-def _settings(args: argparse.Namespace) -> Settings:
-    flags = {
+def _flags(args: argparse.Namespace) -> dict[str, object]:
+    return {
         "data_dir": args.data_dir,
         "host": args.host,
         "gateway_port": args.gateway_port,
         "egress_port": args.egress_port,
     }
-    return load_settings(flags, config_file=args.config)
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return load_settings(_flags(args), config_file=args.config)
 
 
 def _passthrough(args: argparse.Namespace) -> list[str]:
@@ -53,6 +64,7 @@ def _passthrough(args: argparse.Namespace) -> list[str]:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vivified", description=__doc__)
+    parser.add_argument("--debug", action="store_true", help=_DEBUG_HELP)
     sub = parser.add_subparsers(dest="command", required=True)
     for name, help_text in (
         ("up", "run gateway and egress proxy together on this machine"),
@@ -73,6 +85,14 @@ def build_parser() -> argparse.ArgumentParser:
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)
     rotate = keys_sub.add_parser("rotate", help="start signing with a new key")
     _settings_flags(rotate)
+    admin = sub.add_parser("admin", help="bootstrap admin tools")
+    admin_sub = admin.add_subparsers(dest="admin_command", required=True)
+    reset = admin_sub.add_parser(
+        "reset-token",
+        help="print a new bootstrap admin token (also written to <data dir>/admin-token) "
+        "and revoke the old one",
+    )
+    _settings_flags(reset)
     config = sub.add_parser("config", help="settings tools")
     config_sub = config.add_subparsers(dest="config_command", required=True)
     docs = config_sub.add_parser("docs", help="print the settings reference as a Markdown table")
@@ -81,26 +101,91 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="replace the table between the settings markers of FILE instead of printing it",
     )
+    check = config_sub.add_parser(
+        "check", help="print the effective settings (secrets masked) and every problem"
+    )
+    _settings_flags(check)
     devkit.add_parsers(sub)
+    _debug_everywhere(parser)
     return parser
+
+
+_DEBUG_HELP = "on an error, show the traceback instead of one line"
+
+
+def _debug_everywhere(parser: argparse.ArgumentParser) -> None:
+    """`--debug` after any (sub)command too, not only before it."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for child in action.choices.values():
+                if not any("--debug" in a.option_strings for a in child._actions):
+                    child.add_argument(
+                        "--debug", action="store_true", default=argparse.SUPPRESS, help=_DEBUG_HELP
+                    )
+                _debug_everywhere(child)
+
+
+def _command_name(args: argparse.Namespace) -> str:
+    sub = next(
+        (
+            getattr(args, a)
+            for a in ("audit_command", "keys_command", "admin_command")
+            if getattr(args, a, None)
+        ),
+        getattr(args, "config_command", None),
+    )
+    return f"{args.command} {sub}" if sub else str(args.command)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    debug = bool(getattr(args, "debug", False))
+    return run_command(_command_name(args), lambda: _run(args), debug=debug)
+
+
+def _run(args: argparse.Namespace) -> int:
     if args.command == "validate":
         from vivified.registry.manifest.cli import validate_files
 
         return validate_files(args.files, as_json=args.json, out=sys.stdout)
+    if args.command == "config" and args.config_command == "check":
+        return _config_check(args)
     if args.command == "config":
         return _config_docs(args.write)
     if args.command in devkit.COMMANDS:
         return devkit.run(args)
+    settings = _settings(args)
+    configure_logging(settings.log_level, access_log=settings.access_log)
+    if args.command in ("gateway", "egress"):
+        return _serve(settings, args)
+    if args.command == "audit":
+        registry_must_exist(settings)
+        return asyncio.run(_audit_verify(settings))
+    if args.command == "keys":
+        registry_must_exist(settings)
+        return asyncio.run(_rotate_keys(settings))
+    if args.command == "admin":
+        return _reset_token(settings)
+    from vivified.config.up import up
+
+    return up(settings, args.config, debug=bool(getattr(args, "debug", False)))
+
+
+def _serve(settings: Settings, args: argparse.Namespace) -> int:
+    """`vivified gateway` / `vivified egress`: under `vivified up`'s lock, or a shared one."""
+    lock = None
+    if not getattr(args, "worker", False):  # a worker runs under its supervisor's lock
+        lock = lock_data_dir(settings, args.command, exclusive=False)
+        port = settings.gateway_port if args.command == "gateway" else settings.egress_port
+        port_must_be_free(settings.host, port, args.command)
     try:
-        settings = _settings(args)
-    except SettingsError as exc:
-        print(f"vivified: {exc}", file=sys.stderr)
-        return 2
-    configure_logging(settings.log_level)
+        return _serve_locked(settings, args)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _serve_locked(settings: Settings, args: argparse.Namespace) -> int:
     if args.command == "gateway" and settings.gateway_workers > 1 and not args.worker:
         from vivified.gateway.workers import supervise
 
@@ -123,15 +208,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             return runner.run(
                 serve_gateway(settings, port_file=args.port_file, reuse_port=args.worker)
             )
-    if args.command == "egress":
-        from vivified.egress.launcher import main as egress_main
+    from vivified.egress.launcher import main as egress_main
 
-        return egress_main(settings, port_file=args.port_file)
-    if args.command == "audit":
-        return asyncio.run(_audit_verify(settings))
-    if args.command == "keys":
-        return asyncio.run(_rotate_keys(settings))
-    return up(settings, args)
+    return egress_main(settings, port_file=args.port_file)
+
+
+def _config_check(args: argparse.Namespace) -> int:
+    from vivified.config.settings_report import render_report
+
+    settings, gathered = inspect_settings(_flags(args), config_file=args.config)
+    print(render_report(settings, gathered), flush=True)
+    for problem in gathered.problems:
+        print(f"vivified config check: {problem}", file=sys.stderr)
+    return 2 if gathered.problems else 0
 
 
 def _config_docs(write: str | None) -> int:
@@ -155,7 +244,10 @@ async def _audit_verify(settings: Settings) -> int:
 
     engine = create_engine(settings.sqlalchemy_url)
     try:
+        await require_registry_tables(settings, engine)
         report = await verify_chain(session_factory(engine))
+    except DB_ERRORS as exc:
+        raise database_unreachable(settings, exc) from exc
     finally:
         await engine.dispose()
     if report.ok:
@@ -175,179 +267,38 @@ async def _rotate_keys(settings: Settings) -> int:
 
     engine = create_engine(settings.sqlalchemy_url)
     try:
+        await require_registry_tables(settings, engine)
         await migrate(engine)
         keys = KeyStore(session_factory(engine))
         await keys.load(create=True)
         kid = await keys.rotate(publish_for=settings.token_ttl + 3600)
+    except DB_ERRORS as exc:
+        raise database_unreachable(settings, exc) from exc
     finally:
         await engine.dispose()
+    from vivified.config.bus import KEYS_CHANGED
+    from vivified.config.propagation import announce
+
+    # Running replicas follow at once on the notice, else at their next periodic reload.
+    told = await announce(settings, KEYS_CHANGED)
     print(f"new signing key {kid}; older keys stay published until their tokens expire")
+    if settings.nats_url and not told:
+        print("NATS did not answer: running replicas switch at their next periodic reload")
     return 0
 
 
-async def _prepare(settings: Settings) -> str | None:
-    """Migrate, create keys and the bootstrap admin before any replica starts."""
-    from vivified.registry.identity.admins import ensure_bootstrap_admin
-    from vivified.registry.identity.keys import KeyStore
-    from vivified.registry.store.engine import create_engine, migrate, session_factory
+def _reset_token(settings: Settings) -> int:
+    from vivified.config.admin_token import reset_token
 
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(settings.sqlalchemy_url)
-    try:
-        await migrate(engine)
-        sessions = session_factory(engine)
-        await KeyStore(sessions).load(create=True)
-        token = await ensure_bootstrap_admin(sessions, settings.admin_token)
-    finally:
-        await engine.dispose()
-    if token is not None:
-        save_admin_token(settings.data_dir, token)
-    return token
-
-
-def up(settings: Settings, args: argparse.Namespace) -> int:
-    """Run the whole stack on one machine and stop it cleanly on Ctrl-C."""
-    admin_token = asyncio.run(_prepare(settings))
-    run_dir = settings.data_dir / "run"
-    run_dir.mkdir(parents=True, exist_ok=True)
-    env = dict(os.environ)
-    env.update(
-        {
-            "VIVIFIED_DATA_DIR": str(settings.data_dir.resolve()),
-            "VIVIFIED_HOST": settings.host,
-        }
+    registry_must_exist(settings)
+    token, revoked, saved = asyncio.run(reset_token(settings))
+    where = f"; also in {saved}, mode 0600" if saved else ""
+    print(f"New bootstrap admin token (shown once{where}):")
+    print(f"    {token}")
+    print(
+        f"Revoked {revoked} earlier bootstrap token{'s' * (revoked != 1)}; "
+        "other admins' tokens are unchanged."
     )
-    children: list[tuple[str, subprocess.Popen[Any], Path]] = []
-    nats: ManagedNats | None = None
-    try:
-        if not settings.nats_url:  # embedded NATS with JetStream, data under the data dir
-            nats = ManagedNats(settings.data_dir.resolve(), settings.host)
-            env["VIVIFIED_NATS_URL"] = nats.start()
-        for name, port in (("gateway", settings.gateway_port), ("egress", settings.egress_port)):
-            port_file = run_dir / f"{name}.port"
-            port_file.unlink(missing_ok=True)
-            cmd = [
-                sys.executable,
-                "-m",
-                "vivified",
-                name,
-                f"--{name}-port",
-                str(port),
-                "--port-file",
-                str(port_file),
-            ]
-            if args.config:
-                cmd += ["--config", args.config]
-            # Our own interpreter and module with validated settings: no untrusted input.
-            children.append((name, subprocess.Popen(cmd, env=env), port_file))  # noqa: S603
-        ports = {name: wait_port(pf, proc, name, 120) for name, proc, pf in children}
-        nats_url = env.get("VIVIFIED_NATS_URL", "")
-        print(banner(settings, ports, admin_token, nats_url, nats is not None), flush=True)
-        return _supervise([proc for _, proc, _ in children])
-    except KeyboardInterrupt:
-        return 0
-    except RuntimeError as exc:
-        print(f"vivified up: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        stop_all([proc for _, proc, _ in children], 10)  # then kill: Ctrl-C must end it
-        if nats is not None:
-            nats.stop(timeout=5)
-
-
-ADMIN_TOKEN_FILE = "admin-token"  # noqa: S105 (a file name in the data dir, mode 0600)
-EXAMPLE_MANIFEST = (
-    Path(__file__).resolve().parents[1] / "docs" / "examples" / "user-management.manifest.json"
-)
-
-
-def save_admin_token(data_dir: Path, token: str) -> Path:
-    """Keep the generated bootstrap admin token where only this user can read it."""
-    path = data_dir / ADMIN_TOKEN_FILE
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        os.fchmod(fh.fileno(), 0o600)  # an older file keeps its mode through O_CREAT
-        fh.write(token + "\n")
-    return path
-
-
-def _client_host(host: str) -> str:
-    """An address a local client can connect to for a listen address."""
-    if host in ("0.0.0.0", ""):
-        return "127.0.0.1"
-    if host == "::":
-        return "[::1]"
-    return f"[{host}]" if ":" in host else host
-
-
-def _admin_line(settings: Settings, admin_token: str | None) -> str:
-    token_file = settings.data_dir.resolve() / ADMIN_TOKEN_FILE
-    if settings.admin_token:
-        return 'ADMIN="$VIVIFIED_ADMIN_TOKEN"   # set in the shell that started core'
-    if token_file.exists():
-        return f"ADMIN=$(cat {token_file})"
-    if admin_token:
-        return f"ADMIN={admin_token}"
-    return "ADMIN=...   # the token printed on the first start of this data dir"
-
-
-def banner(
-    settings: Settings,
-    ports: dict[str, int],
-    admin_token: str | None,
-    nats_url: str,
-    embedded_nats: bool,
-) -> str:
-    """What `vivified up` prints once everything listens: where, and commands to paste."""
-    host = _client_host(settings.host)
-    gw = f"http://{host}:{ports['gateway']}"
-    egress = f"{host}:{ports['egress']}"
-    token_file = settings.data_dir.resolve() / ADMIN_TOKEN_FILE
-    lines = [
-        "",
-        "Vivified core is up.",
-        f"  gateway        {gw}   (health: {gw}/healthz, API: {gw}/openapi.json)"
-        + (f", {settings.gateway_workers} workers" if settings.gateway_workers > 1 else ""),
-        f"  egress proxy   http://{egress}   (CA: {gw}/egress/ca.pem)",
-        f"  registry       {settings.database_url or settings.data_dir / 'registry.db'}",
-        f"  NATS           {nats_url}   ({'embedded, JetStream' if embedded_nats else 'external'})",
-        f"  data dir       {settings.data_dir.resolve()}",
-    ]
-    if admin_token:
-        saved = f"; also in {token_file}" if token_file.exists() else ""
-        lines += ["", f"  Bootstrap admin token (shown once{saved}):", f"    {admin_token}"]
-    manifest = EXAMPLE_MANIFEST if EXAMPLE_MANIFEST.exists() else Path("manifest.json")
-    lines += [
-        "",
-        "  Register a plugin and approve it (paste into a shell; needs curl and python3):",
-        "    " + _admin_line(settings, admin_token),
-        f"    GW={gw}",
-        "    json() { python3 -c \"import json, sys; print(json.load(sys.stdin)['$1'])\"; }",
-        '    REGTOKEN=$(curl -sf -X POST "$GW/admin/registration-tokens" \\',
-        "      -H \"Authorization: Bearer $ADMIN\" -H 'Content-Type: application/json' \\",
-        '      -d \'{"uses": 1, "ttl_seconds": 3600}\' | json token)',
-        '    REG=$(curl -sf -X POST "$GW/plugins/register" -H "Authorization: Bearer $REGTOKEN" \\',
-        f"      -H 'Content-Type: application/json' --data @{manifest})",
-        '    PLUGIN=$(echo "$REG" | json id); PLUGIN_TOKEN=$(echo "$REG" | json token)',
-        '    curl -s -w "\\n" -X POST "$GW/plugins/$PLUGIN/enable" '
-        '-H "Authorization: Bearer $ADMIN"',
-        "  Through the egress proxy it reaches only the hosts an admin allows it (403 until then):",
-        f"    EGRESS=http://$PLUGIN:$PLUGIN_TOKEN@{egress}",
-        '    http_proxy="$EGRESS" curl -s http://example.com/; echo',
-        "",
-        "Press Ctrl-C to stop.",
-    ]
-    return "\n".join(lines)
-
-
-def _supervise(procs: list[subprocess.Popen[Any]]) -> int:
-    signals = StopSignals()
-    while not signals.stop:
-        for proc in procs:
-            if proc.poll() is not None:
-                print(f"vivified up: a child exited with {proc.returncode}", file=sys.stderr)
-                return 1
-        time.sleep(0.2)
     return 0
 
 

@@ -128,7 +128,7 @@ def test_nats_down_lanes_keep_serving_and_catch_up_when_it_returns(stack: Stack)
     )
     assert ready.status_code == 200
     put_allowlist(stack.a, ["other.example.com"])  # the notice is lost: NATS is down
-    time.sleep(1.0)
+    time.sleep(1.0)  # part of the test: a second in which no notice can reach egress B
     assert stack.probe_egress() != "host_not_allowed"  # still the old allowlist (stale)
     stack.nats.start(port=stack.nats_port)
     eventually(lambda: stack.probe_egress() == "host_not_allowed", bound=15)

@@ -109,7 +109,7 @@ def test_workers_share_the_port_and_one_audit_chain(gateway: CoreProcess) -> Non
     with httpx.Client(base_url=gateway.url, trust_env=False, timeout=30) as c:
 
         def recorded() -> int:
-            params = {"lane": "operator", "target": "nobody", "limit": "1000"}
+            params = {"lane": "operator", "target": "claimed:nobody", "limit": "1000"}
             r = c.get("/admin/audit", params=params, headers=admin_headers())
             assert r.status_code == 200, r.text
             return len(r.json()["items"])
@@ -157,12 +157,13 @@ class Crashing(Workers):
     def _spawn(self, port: int) -> tuple[subprocess.Popen[bytes], Path]:
         self._n += 1
         port_file = self.run_dir / f"w{self._n}.port"
+        # part of the test: the worker lives 0.2 s, then dies
         code = f"import time; open({str(port_file)!r}, 'w').write('1'); time.sleep(0.2)"
         return subprocess.Popen([sys.executable, "-c", code]), port_file
 
 
 def keep_replacing(workers: Workers) -> None:
-    for _ in range(200):  # bounded: each round waits for the replacements to exit
+    for _ in range(200):  # bounded polling: each round waits for the replacements to exit
         time.sleep(0.3)
         workers.check()
 
@@ -185,7 +186,8 @@ def test_a_port_taken_by_another_program_fails_the_start(tmp_path: Path) -> None
         gw = CoreProcess("gateway", tmp_path, {"VIVIFIED_GATEWAY_WORKERS": "2"})
         cmd = [sys.executable, "-m", "vivified", "gateway", "--gateway-port", str(port)]
         done = subprocess.run(cmd, env=gw.env, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 1
-    assert f"cannot listen on 127.0.0.1:{port}" in done.stderr
-    assert "gateway stopped: a gateway worker exited with 1" in done.stderr
+    # an operator mistake: one line, exit 2, before any worker starts (tests/test_cli_errors.py)
+    assert done.returncode == 2
+    assert done.stderr.startswith(f"vivified gateway: gateway port {port} on 127.0.0.1 is in use")
+    assert len(done.stderr.splitlines()) == 1
     assert "Traceback" not in done.stderr

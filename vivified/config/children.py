@@ -3,11 +3,14 @@ child bound; port 0 picks a free one), stop signals and stopping children."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 
@@ -61,3 +64,33 @@ def stop_all(procs: list[subprocess.Popen[Any]], grace: float) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def interruptible() -> None:
+    """Ctrl-C and SIGTERM raise KeyboardInterrupt from here on, even in a background job
+    (started with SIGINT ignored): a start can always be interrupted."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+
+
+@contextlib.contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Hold SIGINT/SIGTERM until the block is done (e.g. create the bootstrap admin AND save
+    its token), then act on one that arrived as the previous handler would have."""
+    arrived: list[signal.Signals] = []
+
+    def hold(sig: int, _frame: FrameType | None) -> None:
+        arrived.append(signal.Signals(sig))
+
+    previous = {sig: signal.signal(sig, hold) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if arrived:
+            handler = previous[arrived[0]]
+            if callable(handler):
+                handler(arrived[0], None)
+            elif handler == signal.SIG_DFL:
+                raise KeyboardInterrupt

@@ -30,8 +30,9 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(doc, separators=(",", ":"))
 
 
-def configure_logging(level: str = "info") -> None:
-    """Route every logger (uvicorn's too) through the JSON formatter."""
+def configure_logging(level: str = "info", *, access_log: bool = False) -> None:
+    """Route every logger (uvicorn's too) through the JSON formatter; our access log
+    (`vivified.access`, one line per request) only with `access_log` (VIVIFIED_ACCESS_LOG)."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter())
     root = logging.getLogger()
@@ -43,3 +44,6 @@ def configure_logging(level: str = "info") -> None:
         lg.propagate = True
     # uvicorn's access log prints query strings, which may carry secrets: we log our own.
     logging.getLogger("uvicorn.access").disabled = True
+    logging.getLogger("vivified.access").disabled = not access_log
+    # alembic announces each of its plugins at info on every start: noise above the banner
+    logging.getLogger("alembic.runtime.plugins").setLevel(max(root.level, logging.WARNING))

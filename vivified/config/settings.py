@@ -6,19 +6,20 @@ import dataclasses
 import os
 import re
 import socket
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from vivified.config.oidc_settings import OidcScopeTable, oidc_problems, parse_scope_table
+from vivified.config.setting_rules import Gathered, SettingsError, gather, label
+
 ENV_PREFIX = "VIVIFIED_"
 DEFAULT_TOKEN_TTL = 24 * 3600
 DEFAULT_DATA_DIR = Path(".vivified")
-
-
-class SettingsError(ValueError):
-    """A setting has a value core cannot use; the message says which and how to fix it."""
+MIN_ADMIN_TOKEN_LENGTH = 24  # as vivified.registry.identity.admins checks it
+MIN_CA_KEY_LENGTH = 32  # the egress CA's key-encryption key (vivified.config.egress_ca)
+__all__ = ["Settings", "SettingsError", "inspect_settings", "load_settings", "setting"]
 
 
 _T = TypeVar("_T")
@@ -38,7 +39,8 @@ def setting(
 
     `min`/`max` are inclusive bounds, `above` an exclusive lower bound; all three, and
     `choices`, describe what `load_settings` enforces (tests/config/test_settings_doc.py
-    checks that they agree). A `secret` is never shown in `repr`.
+    checks that they agree; `vivified.config.setting_rules` enforces them). A `secret` is
+    never shown in `repr` nor printed by `vivified config check`.
     """
     meta = {"doc": doc, "choices": choices, "min": min, "max": max, "above": above}
     spec: _T = field(default=default, repr=not secret, metadata={**meta, "secret": secret})
@@ -86,6 +88,20 @@ class Settings:
         min=1,
         max=1_000_000,
     )
+    ws_max_lifetime: float = setting(
+        3600.0,
+        "Longest life of an operator-lane WebSocket relay, seconds; then core closes it (1001 "
+        "`ws_max_lifetime`) and the client reconnects through admission again.",
+        above=0,
+        max=7 * 86400,
+    )
+    ws_idle_timeout: float = setting(
+        300.0,
+        "Seconds a WebSocket relay may carry no message either way before core closes it "
+        "(1001 `ws_idle_timeout`).",
+        above=0,
+        max=86400,
+    )
     egress_port: int = setting(
         8081, "Egress proxy port; 0 picks a free one. Also `--egress-port`.", min=0, max=65535
     )
@@ -113,20 +129,26 @@ class Settings:
         secret=True,
     )
     public_url: str = setting(
-        "", "External base URL of the gateway. Reserved: nothing reads it yet."
+        "",
+        "External base URL of the gateway; the OIDC redirect URI is "
+        "`{public URL}/console/oidc/callback`.",
     )
     issuer: str = setting(
         "vivified-core", "`iss` claim of the plugin tokens core signs and verifies."
     )
     token_ttl: int = setting(DEFAULT_TOKEN_TTL, "Plugin token lifetime, seconds.", min=60)
     registration_token_ttl: int = setting(
-        24 * 3600, "Registration token lifetime when the request names no `ttl_seconds`, seconds."
+        24 * 3600,
+        "Registration token lifetime when the request names no `ttl_seconds`, seconds.",
+        min=1,
     )
     max_body_bytes: int = setting(
-        100 * 1024 * 1024, "Operator-lane request body cap, bytes (100 MiB); larger bodies get 413."
+        100 * 1024 * 1024,
+        "Operator-lane request body cap, bytes (100 MiB); larger bodies get 413.",
+        min=0,
     )
     max_manifest_bytes: int = setting(
-        1024 * 1024, "Registration body (manifest) cap, bytes (1 MiB)."
+        1024 * 1024, "Registration body (manifest) cap, bytes (1 MiB).", min=1
     )
     upstream_timeout: float = setting(
         30.0,
@@ -138,14 +160,16 @@ class Settings:
         512,
         "Keep-alive connections of the operator-lane client pool (all targets together); also the "
         "webhook pool of event delivery.",
+        min=1,
     )
     circuit_threshold: int = setting(
         5,
         "Consecutive upstream failures that open a target's circuit (503 `circuit_open`), per "
         "process.",
+        min=1,
     )
     circuit_cooldown: float = setting(
-        10.0, "Seconds an open circuit waits before it lets a probe request through."
+        10.0, "Seconds an open circuit waits before it lets a probe request through.", min=0
     )
     events_subject: str = setting(
         "vivified.events",
@@ -156,7 +180,7 @@ class Settings:
         "VIVIFIED_EVENTS", "JetStream stream of events (unique per deployment on a shared NATS)."
     )
     events_dlq_stream: str = setting("VIVIFIED_DEADLETTERS", "JetStream stream of dead letters.")
-    events_replicas: int = setting(1, "Stream replicas on a NATS cluster.")
+    events_replicas: int = setting(1, "Stream replicas on a NATS cluster.", min=1, max=5)
     events_partitions: int = setting(
         8,
         "Ordering lanes: an event's subject (else its type) picks one; one event in flight per "
@@ -165,17 +189,21 @@ class Settings:
         max=64,
     )
     events_max_age: float = setting(
-        7 * 24 * 3600.0, "Seconds an event is retained in the stream (7 days)."
+        7 * 24 * 3600.0, "Seconds an event is retained in the stream (7 days).", above=0
     )
     event_max_attempts: int = setting(
-        12, "Deliveries of one event before it goes to the dead-letter stream."
+        12, "Deliveries of one event before it goes to the dead-letter stream.", min=1
     )
     event_retry_base: float = setting(
-        0.5, "First retry delay of a failed delivery, seconds; doubles up to `event_retry_max`."
+        0.5,
+        "First retry delay of a failed delivery, seconds; doubles up to `event_retry_max`.",
+        above=0,
     )
-    event_retry_max: float = setting(60.0, "Longest retry delay of a failed delivery, seconds.")
+    event_retry_max: float = setting(
+        60.0, "Longest retry delay of a failed delivery, seconds.", above=0
+    )
     event_delivery_timeout: float = setting(
-        10.0, "Seconds a subscriber's webhook has to answer one delivery."
+        10.0, "Seconds a subscriber's webhook has to answer one delivery.", above=0
     )
     health_interval: float = setting(
         30.0, "Seconds between health polls of a plugin (also the heartbeat interval).", above=0
@@ -183,10 +211,15 @@ class Settings:
     phi_min_retention_days: int = setting(
         2190,
         "Shortest audit retention a PHI plugin's manifest may declare, days (HIPAA's six years).",
+        min=0,
     )
-    audit_queue_size: int = setting(10_000, "Audit records waiting for the store, per process.")
-    audit_batch_size: int = setting(500, "Most audit records written in one transaction.")
-    audit_flush_interval: float = setting(0.05, "Seconds the audit writer waits to fill a batch.")
+    audit_queue_size: int = setting(
+        10_000, "Audit records waiting for the store, per process.", min=1
+    )
+    audit_batch_size: int = setting(500, "Most audit records written in one transaction.", min=1)
+    audit_flush_interval: float = setting(
+        0.05, "Seconds the audit writer waits to fill a batch (0: never waits).", min=0
+    )
     audit_wait: float = setting(
         5.0,
         "Seconds an operator-lane call waits for room in a full audit queue before 503 "
@@ -197,37 +230,64 @@ class Settings:
         2.0,
         "Seconds between safety-net reloads of the in-memory snapshot (changes normally arrive on "
         "NATS at once).",
+        above=0,
     )
     egress_upstream_ca: str = setting(
         "",
         "PEM file of extra CAs the egress proxy trusts for upstream TLS, besides the public store "
         "(certifi).",
     )
+    ca_key: str = setting(
+        "",
+        "Key-encryption key of the egress CA's private key in the registry (any secret of at "
+        "least 32 characters, e.g. `openssl rand -base64 32`). Give every gateway and egress "
+        "replica the same one. Empty (and no `ca_key_file`): generated into `ca-kek` (mode "
+        "0600) in the data dir on first start, which suits one machine only.",
+        secret=True,
+    )
+    ca_key_file: str = setting(
+        "", "A file holding the egress CA's key-encryption key (instead of `ca_key`)."
+    )
     log_level: str = setting(
-        "info", "Log level of every process: `debug`, `info`, `warning`, `error`."
+        "info",
+        "Log level of every process (any case).",
+        choices=("debug", "info", "warning", "error"),
+    )
+    access_log: bool = setting(
+        False,
+        "One JSON line per gateway request (method, path, status, latency) on stderr. Off by "
+        "default, so `vivified up`'s terminal stays readable; turn it on to ship access logs.",
     )
     egress_tunnel_max_seconds: float = setting(
-        3600.0, "Longest lifetime of a passthrough (not intercepted) egress tunnel, seconds."
+        3600.0,
+        "Longest lifetime of a passthrough (not intercepted) egress tunnel, seconds.",
+        above=0,
     )
     egress_dns_timeout: float = setting(
-        5.0, "Bound on the egress proxy's name resolution, seconds."
+        5.0, "Bound on the egress proxy's name resolution, seconds.", above=0
     )
     health_timeout: float = setting(
-        5.0, "Timeout of one health poll, seconds (at most `health_interval`)."
+        5.0, "Timeout of one health poll, seconds (at most `health_interval`).", above=0
     )
     health_degraded_after: int = setting(
         1,
-        "Consecutive failed polls that make a plugin `degraded` (at least 1, at most "
-        "`health_unhealthy_after`; checked when the gateway starts).",
+        "Consecutive failed polls that make a plugin `degraded` (at most "
+        "`health_unhealthy_after`).",
+        min=1,
     )
     health_unhealthy_after: int = setting(
-        3, "Consecutive failed polls that make a plugin `unhealthy`."
+        3, "Consecutive failed polls that make a plugin `unhealthy`.", min=1
     )
     health_missed_heartbeats_degraded: int = setting(
-        2, "Missed heartbeat intervals that make a heartbeat-only plugin `degraded`."
+        2,
+        "Missed heartbeat intervals that make a heartbeat-only plugin `degraded` (at most "
+        "`health_missed_heartbeats_unhealthy`).",
+        min=1,
     )
     health_missed_heartbeats_unhealthy: int = setting(
-        4, "Missed heartbeat intervals that make a heartbeat-only plugin `unhealthy`."
+        4,
+        "Missed heartbeat intervals that make a heartbeat-only plugin `unhealthy` (at least "
+        "`health_missed_heartbeats_degraded`).",
     )
     health_quarantine: bool = setting(
         False,
@@ -235,10 +295,63 @@ class Settings:
         "`health_quarantine_count` times within `health_quarantine_window`.",
     )
     health_quarantine_count: int = setting(
-        3, "Times `unhealthy` within the window that trigger the auto-quarantine."
+        3, "Times `unhealthy` within the window that trigger the auto-quarantine.", min=1
     )
     health_quarantine_window: float = setting(
-        3600.0, "Window of the auto-quarantine rule, seconds."
+        3600.0, "Window of the auto-quarantine rule, seconds.", above=0
+    )
+    console_idle_timeout: float = setting(
+        1800.0,
+        "Seconds an Admin Console session may sit unused before it ends (sign in again).",
+        min=1,
+        max=86400,
+    )
+    console_session_lifetime: float = setting(
+        43200.0,
+        "Seconds an Admin Console session lasts at most, however busy (12 hours).",
+        min=60,
+        max=30 * 86400,
+    )
+    console_secure_cookies: bool = setting(
+        False,
+        "Mark the Admin Console cookie `Secure` even on plain HTTP (set it behind a TLS-"
+        "terminating proxy); it is always `Secure` on HTTPS.",
+    )
+    oidc_issuer: str = setting(
+        "",
+        "OpenID Provider issuer URL for console sign-in (discovered at start; the gateway exits "
+        "if it cannot be). Empty: no OIDC sign-in. Needs the client id, `public_url` and "
+        "`[oidc_scopes]`.",
+    )
+    oidc_client_id: str = setting("", "The console's client id at the OpenID Provider.")
+    oidc_client_secret: str = setting(
+        "", "The console's client secret at the OpenID Provider.", secret=True
+    )
+    oidc_client_secret_file: str = setting(
+        "", "A file holding the client secret (instead of `oidc_client_secret`)."
+    )
+    oidc_scopes_claim: str = setting(
+        "groups",
+        "ID/access token claim (a string or a list of strings) mapped to admin scopes by "
+        "`[oidc_scopes]`.",
+    )
+    oidc_scopes: OidcScopeTable = setting(  # noqa: RUF009 (an immutable tuple default)
+        (),
+        'Claim value to admin scopes: in the TOML file a table `[oidc_scopes]` with `"claim '
+        'value" = ["scope", ...]`; in the environment a JSON object. Derived at every sign-in.',
+    )
+    oidc_allowed_email_domains: str = setting(
+        "",
+        "Comma-separated email domains allowed to sign in (`email` claim, verified unless "
+        "`email_verified` is absent). Empty: any.",
+    )
+    oidc_provider_name: str = setting(
+        "", "Shown on the sign-in button (`Sign in with <name>`). Empty: the issuer's host."
+    )
+    oidc_api_audience: str = setting(
+        "",
+        "When set, `/admin/` also accepts the provider's JWT access tokens whose `aud` holds "
+        "this value (scopes mapped by `[oidc_scopes]`).",
     )
 
     @property
@@ -265,82 +378,95 @@ class Settings:
 _FIELDS = {f.name: f for f in dataclasses.fields(Settings)}
 
 
-def _coerce(name: str, raw: Any) -> Any:
-    default = _FIELDS[name].default
-    try:
-        if isinstance(default, bool):
-            if isinstance(raw, bool):
-                return raw
-            return str(raw).strip().lower() in {"1", "true", "yes", "on"}
-        if isinstance(default, int):
-            if isinstance(raw, bool):
-                raise ValueError(raw)
-            return int(raw)
-        if isinstance(default, float):
-            return float(raw)
-        if isinstance(default, Path):
-            return Path(str(raw)).expanduser()
-        return str(raw)
-    except (TypeError, ValueError) as exc:
-        raise SettingsError(
-            f"setting {name!r} must be a {type(default).__name__}, got {raw!r}"
-        ) from exc
-
-
 def load_settings(
     flags: Mapping[str, Any] | None = None,
     environ: Mapping[str, str] | None = None,
     config_file: str | Path | None = None,
 ) -> Settings:
-    """Merge flags over `VIVIFIED_*` environment over the TOML file (`VIVIFIED_CONFIG`)."""
-    env = os.environ if environ is None else environ
-    values: dict[str, Any] = {}
-    path = config_file or env.get(ENV_PREFIX + "CONFIG")
-    if path:
-        try:
-            with open(path, "rb") as fh:
-                file_values = tomllib.load(fh)
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise SettingsError(f"cannot read config file {path}: {exc}") from exc
-        for key, raw in file_values.items():
-            name = key.replace("-", "_")
-            if name not in _FIELDS:
-                raise SettingsError(f"unknown setting {key!r} in {path}")
-            values[name] = _coerce(name, raw)
-    for name in _FIELDS:
-        raw = env.get(ENV_PREFIX + name.upper())
-        if raw is not None and raw != "":
-            values[name] = _coerce(name, raw)
-    for name, raw in (flags or {}).items():
-        if raw is not None:
-            if name not in _FIELDS:
-                raise SettingsError(f"unknown setting {name!r}")
-            values[name] = _coerce(name, raw)
-    settings = Settings(**values)
-    _check(settings)
+    """Merge flags over `VIVIFIED_*` environment over the TOML file (`VIVIFIED_CONFIG`);
+    SettingsError listing every problem at once."""
+    settings, gathered = inspect_settings(flags, environ, config_file)
+    if gathered.problems:
+        raise SettingsError(gathered.problems)
     return settings
 
 
-def _check(s: Settings) -> None:
+def inspect_settings(
+    flags: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+    config_file: str | Path | None = None,
+) -> tuple[Settings, Gathered]:
+    """The settings (a refused value left at its default) with where each value came from
+    and every problem: what `vivified config check` prints."""
+    env = os.environ if environ is None else environ
+    gathered = gather(_FIELDS, ENV_PREFIX, flags, env, config_file)
+    _take_scope_table(gathered)
+    settings = Settings(**gathered.values)
+    for name, problem in _check(settings):
+        if name not in gathered.refused:
+            gathered.refuse(name, f"{_named(settings, gathered, name)}: {problem}")
+    return settings, gathered
+
+
+def _take_scope_table(gathered: Gathered) -> None:
+    """`[oidc_scopes]` is the one table setting: parsed here, not as a single value."""
+    source = gathered.sources.get("oidc_scopes")
+    if source is None:
+        return
+    gathered.refused.pop("oidc_scopes", None)
+    try:
+        gathered.values["oidc_scopes"] = parse_scope_table(source.raw)
+    except ValueError as exc:
+        where = source.where if source.kind != "file" else f"[oidc_scopes] in {source.where}"
+        gathered.refuse("oidc_scopes", f"{where}: {exc}")
+
+
+def _named(s: Settings, gathered: Gathered, name: str) -> str:
+    """`VIVIFIED_X=value` (or how the value was given) for a problem naming a combination."""
+    source = gathered.sources.get(name)
+    if source is None:
+        return f"{ENV_PREFIX}{name.upper()}={getattr(s, name)}"
+    return label(_FIELDS[name], source, ENV_PREFIX)
+
+
+def _check(s: Settings) -> list[tuple[str, str]]:
+    """Rules beyond one field's bounds: (field, what is wrong) for each broken one."""
+    out: list[tuple[str, str]] = []
     if not re.fullmatch(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)+", s.events_subject):
-        raise SettingsError("VIVIFIED_EVENTS_SUBJECT must be dotted tokens, e.g. vivified.events")
-    if not 1 <= s.events_partitions <= 64:
-        raise SettingsError("VIVIFIED_EVENTS_PARTITIONS must be between 1 and 64")
-    if not 1 <= s.gateway_workers <= 64:
-        raise SettingsError("VIVIFIED_GATEWAY_WORKERS must be between 1 and 64")
+        out.append(("events_subject", "must be dotted tokens, e.g. vivified.events"))
     if s.gateway_workers > 1 and not hasattr(socket, "SO_REUSEPORT"):
-        raise SettingsError("VIVIFIED_GATEWAY_WORKERS > 1 needs SO_REUSEPORT (Linux, BSD)")
-    if not 0 < s.header_timeout <= 3600:
-        raise SettingsError("VIVIFIED_HEADER_TIMEOUT must be above 0 and at most 3600 seconds")
-    if not 1 <= s.max_connections <= 1_000_000:
-        raise SettingsError("VIVIFIED_MAX_CONNECTIONS must be between 1 and 1000000")
-    if s.registration not in {"token", "open"}:
-        raise SettingsError("VIVIFIED_REGISTRATION must be 'token' or 'open'")
-    for name in ("gateway_port", "egress_port"):
-        port = getattr(s, name)
-        if not 0 <= port <= 65535:
-            raise SettingsError(f"{name} must be between 0 and 65535")
-    if s.token_ttl < 60:
-        raise SettingsError("token_ttl must be at least 60 seconds")
-    if s.upstream_timeout <= 0 or s.health_interval <= 0 or s.audit_wait <= 0:
-        raise SettingsError("timeouts and intervals must be positive")
+        out.append(("gateway_workers", "more than 1 needs SO_REUSEPORT (Linux, BSD): use 1"))
+    if s.admin_token and len(s.admin_token) < MIN_ADMIN_TOKEN_LENGTH:
+        out.append(
+            (
+                "admin_token",
+                f"must be at least {MIN_ADMIN_TOKEN_LENGTH} characters "
+                "(e.g. `python3 -c 'import secrets; print(secrets.token_urlsafe(32))'`)",
+            )
+        )
+    if "," in s.nats_url:
+        out.append(("nats_url", "one URL only (a cluster member announces the others)"))
+    if s.database_url and not re.match(r"(postgres(ql)?|sqlite)(\+\w+)?://", s.database_url):
+        out.append(
+            (
+                "database_url",
+                "not a PostgreSQL or SQLite URL: postgresql://user@host/db, or empty for SQLite "
+                "in the data dir",
+            )
+        )
+    if s.egress_upstream_ca and not Path(s.egress_upstream_ca).expanduser().is_file():
+        out.append(("egress_upstream_ca", "no such file: give the path of a PEM file"))
+    if s.ca_key and len(s.ca_key) < MIN_CA_KEY_LENGTH:
+        out.append(("ca_key", f"must be at least {MIN_CA_KEY_LENGTH} characters"))
+    if s.ca_key and s.ca_key_file:
+        out.append(("ca_key_file", "give either VIVIFIED_CA_KEY or VIVIFIED_CA_KEY_FILE, not both"))
+    if s.ca_key_file and not Path(s.ca_key_file).expanduser().is_file():
+        out.append(("ca_key_file", "no such file: give the path of the key file"))
+    for low, high in (
+        ("health_degraded_after", "health_unhealthy_after"),
+        ("health_missed_heartbeats_degraded", "health_missed_heartbeats_unhealthy"),
+    ):
+        if getattr(s, low) > getattr(s, high):
+            out.append((low, f"must be at most {ENV_PREFIX}{high.upper()}={getattr(s, high)}"))
+    out.extend(oidc_problems(s))
+    return out
