@@ -18,10 +18,13 @@ from vivified.gateway.admin import admins as routes_admins
 from vivified.gateway.admin import config as routes_config
 from vivified.gateway.admin import foundation as routes_admin
 from vivified.gateway.admin import grants as routes_grants
+from vivified.gateway.admin import keys as routes_keys
+from vivified.gateway.console import mount as console_mount
 from vivified.gateway.core import Core
 from vivified.gateway.events import routes as routes_events
 from vivified.gateway.health import routes as routes_health
 from vivified.gateway.middleware import RequestContext
+from vivified.gateway.oidc.api import ADMIN_ROUTES as routes_oidc_admin
 from vivified.gateway.operator.lane import OperatorLane
 from vivified.gateway.operator.websocket import relay_websocket
 from vivified.gateway.problems import EXCEPTION_HANDLERS, direct
@@ -87,6 +90,9 @@ def create_app(settings: Settings, core: Core | None = None) -> Gateway:
         *routes_grants.ROUTES,
         *routes_config.ROUTES,
         *routes_admins.ROUTES,
+        *routes_keys.ROUTES,
+        *routes_oidc_admin,
+        *console_mount(settings),  # `/console` and its Mount (the Route puts it in core_segments)
         # The operator lane catches everything else, so it must stay last (Gateway sends
         # lane paths to it directly; this route keeps it in the route table for the rest).
         Route("/{service}/{rest:path}", lane),

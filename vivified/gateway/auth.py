@@ -5,6 +5,7 @@ from __future__ import annotations
 from starlette.requests import Request
 
 from vivified.gateway.core import Core
+from vivified.gateway.oidc.api import provider_admin
 from vivified.gateway.problems import Problem, forbidden, unauthorized
 from vivified.registry.identity.admins import AdminPrincipal, authenticate_admin
 from vivified.registry.identity.bearer import extract_bearer
@@ -18,17 +19,18 @@ def core_of(request: Request) -> Core:
 
 
 def bearer(request: Request, *, required: bool = True) -> str | None:
-    """The one Bearer token of the request; 401 for duplicates, query tokens or bad syntax."""
+    """The one Bearer token of the request; TokenError (401) for duplicates, query tokens or
+    bad syntax, and for none at all when `required`."""
     try:
         return extract_bearer(request.scope["headers"], request.scope.get("query_string", b""))
     except TokenError as exc:
         if exc.code == "missing_token" and not required:
             return None
-        raise unauthorized(exc.code, exc.message) from exc
+        raise
 
 
 async def plugin_claims(request: Request, token: str | None = None) -> PluginClaims:
-    """Verify a plugin token (cached until expiry or revocation)."""
+    """Verify a plugin token (cached until expiry or revocation); raises TokenError."""
     core = core_of(request)
     token = token if token is not None else bearer(request)
     assert token is not None
@@ -36,19 +38,19 @@ async def plugin_claims(request: Request, token: str | None = None) -> PluginCla
     claims = core.tokens.verify_plugin_token_cached(token, current_gen)
     if claims is not None:
         return claims
-    try:
-        return await core.tokens.verify_plugin_token(token, current_gen)
-    except TokenError as exc:
-        raise unauthorized(exc.code, exc.message) from exc
+    return await core.tokens.verify_plugin_token(token, current_gen)
 
 
 async def admin(request: Request, scope: str | None, token: str | None = None) -> AdminPrincipal:
     """Authenticate an admin and require `scope` (None: any admin; the route checks further)."""
     token = token if token is not None else bearer(request)
     assert token is not None
-    if looks_like_jwt(token):
+    # A JWT is the OpenID Provider's access token (when VIVIFIED_OIDC_API_AUDIENCE is set:
+    # checked there, 401 if refused) or a plugin's token (403 below).
+    jwt_admin = await provider_admin(request, token) if looks_like_jwt(token) else None
+    if looks_like_jwt(token) and jwt_admin is None:
         raise forbidden("admin_required", "this route needs an admin token, not a plugin token")
-    principal = await authenticate_admin(core_of(request).sessions, token)
+    principal = jwt_admin or await authenticate_admin(core_of(request).sessions, token)
     if principal is None:
         raise unauthorized("invalid_admin_token", "the admin token is unknown, revoked or expired")
     if scope is not None and not principal.has(scope):

@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import col, select
 
+from vivified.registry.errors import DomainError
 from vivified.registry.identity.secrets import hash_secret, new_secret, secrets_equal
 from vivified.registry.store.tables import AdminToken, AdminUser
 
@@ -28,6 +29,8 @@ SCOPES: tuple[str, ...] = (
     "audit:read",
     "phi:read",
     "admins:manage",
+    "keys:manage",
+    "metrics:read",
 )
 BOOTSTRAP_NAME = "bootstrap"
 MANAGE_SCOPE = "admins:manage"
@@ -35,14 +38,9 @@ ADMIN_TOKEN_PREFIX = "vva_"  # noqa: S105 (a prefix, not a secret)
 MIN_CONFIGURED_TOKEN_LENGTH = 24
 
 
-class AdminError(ValueError):
-    """An admin operation cannot be carried out; `code` is stable."""
-
-    def __init__(self, code: str, message: str, *, subject: str = "") -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.subject = subject  # the admin acted upon (`admin:<name>`), when known
+class AdminError(DomainError):
+    """An admin operation cannot be carried out; `code` is stable, `subject` names the admin
+    acted upon (`admin:<name>`) when known."""
 
 
 @dataclass(frozen=True)
@@ -54,6 +52,8 @@ class AdminPrincipal:
     token_id: str
     scopes: frozenset[str]
     expires_at: float | None = None  # of the token used; None for a token that never expires
+    email: str = ""  # an OpenID Connect user's, for display (its `name` is `oidc:<iss>#<sub>`)
+    oidc: bool = False  # signed in through the OpenID Provider (scopes from its claim)
 
     @property
     def actor(self) -> str:
@@ -166,16 +166,46 @@ async def authenticate_admin(
     tok, user = row
     if not secrets_equal(tok.token_hash, digest):
         return None
+    return _principal(tok, user)
+
+
+def _principal(tok: AdminToken, user: AdminUser) -> AdminPrincipal | None:
+    """The principal of a token row and its user, or None (revoked, expired or disabled)."""
     now = time.time()
     if tok.revoked_at is not None or user.disabled:
         return None
     if tok.expires_at is not None and tok.expires_at <= now:
         return None
-    # A token never carries more than its user currently has.
-    scopes = frozenset(tok.scopes) & frozenset(user.scopes)
+    # A token never carries more than its user currently has. An OpenID Connect user holds no
+    # scopes of its own: its only tokens with scopes are its sign-in sessions', whose scopes
+    # the provider's claim gave at that sign-in (vivified.registry.identity.oidc_admins).
+    oidc = user.oidc_subject is not None
+    scopes = frozenset(tok.scopes) if oidc else frozenset(tok.scopes) & frozenset(user.scopes)
     return AdminPrincipal(
-        user_id=user.id, name=user.name, token_id=tok.id, scopes=scopes, expires_at=tok.expires_at
+        user_id=user.id,
+        name=user.name,
+        token_id=tok.id,
+        scopes=scopes,
+        expires_at=tok.expires_at,
+        email=user.email or "",
+        oidc=oidc,
     )
+
+
+async def authenticate_admin_token_id(
+    sessions: async_sessionmaker[AsyncSession], token_id: str
+) -> AdminPrincipal | None:
+    """The admin behind the token with id `token_id` (a console session's), checked like
+    `authenticate_admin`: None when it is revoked, expired or its admin disabled."""
+    async with sessions() as s:
+        row = (
+            await s.execute(
+                select(AdminToken, AdminUser)
+                .join(AdminUser, AdminUser.id == AdminToken.user_id)  # type: ignore[arg-type]
+                .where(AdminToken.id == token_id)
+            )
+        ).first()
+    return None if row is None else _principal(*row)
 
 
 def subject_of(user: AdminUser) -> str:
@@ -325,3 +355,50 @@ async def revoke_admin_token(
             _require_held(by, row.scopes, subject)
         row.revoked_at = time.time()
         return RevokedAdminToken(row.id, owner.id, owner.name, tuple(row.scopes))
+
+
+async def reset_bootstrap_token(
+    sessions: async_sessionmaker[AsyncSession],
+) -> tuple[str, list[str]]:
+    """A new token for the bootstrap admin, revoking its earlier bootstrap tokens (generated
+    or VIVIFIED_ADMIN_TOKEN); returns the token text (shown once) and the revoked ids.
+
+    Recovery for whoever can reach the database (`vivified admin reset-token`): the bootstrap
+    admin is created if missing, enabled, and given every scope again.
+    """
+    now = time.time()
+    token, digest = new_secret(ADMIN_TOKEN_PREFIX)
+    async with sessions() as s, s.begin():
+        user = (
+            await s.execute(select(AdminUser).where(AdminUser.name == BOOTSTRAP_NAME))
+        ).scalar_one_or_none()
+        if user is None:
+            user = AdminUser(
+                id=uuid.uuid4().hex, name=BOOTSTRAP_NAME, scopes=list(SCOPES), created_at=now
+            )
+            s.add(user)
+            await s.flush()
+        user.disabled = False
+        user.scopes = list(SCOPES)
+        old = (
+            await s.execute(
+                select(AdminToken).where(
+                    col(AdminToken.user_id) == user.id,
+                    col(AdminToken.name).in_((BOOTSTRAP_NAME, "VIVIFIED_ADMIN_TOKEN")),
+                    col(AdminToken.revoked_at).is_(None),
+                )
+            )
+        ).scalars().all()
+        for row in old:
+            row.revoked_at = now
+        s.add(
+            AdminToken(
+                id=uuid.uuid4().hex,
+                user_id=user.id,
+                name=BOOTSTRAP_NAME,
+                token_hash=digest,
+                scopes=list(SCOPES),
+                created_at=now,
+            )
+        )
+    return token, [row.id for row in old]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Column, Index, Text
+from sqlalchemy import JSON, BigInteger, Column, Index, Integer, Text
 from sqlmodel import Field, SQLModel
 
 
@@ -60,12 +60,21 @@ class AdminUser(SQLModel, table=True):
     """A human or automation identity for the admin surfaces."""
 
     __tablename__ = "admin_users"
+    __table_args__ = (
+        Index("ix_admin_users_oidc_identity", "oidc_issuer", "oidc_subject", unique=True),
+    )
 
     id: str = Field(primary_key=True)
     name: str = Field(unique=True)
     scopes: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     disabled: bool = False
     created_at: float
+    # An OpenID Connect user is keyed by its provider's `iss` + `sub`; its scopes come from the
+    # provider at every sign-in (its `scopes` stay empty). `email` is for display only.
+    oidc_issuer: str | None = None
+    oidc_subject: str | None = None
+    email: str | None = None
+    last_sign_in_at: float | None = None
 
 
 class AdminToken(SQLModel, table=True):
@@ -134,6 +143,26 @@ class AuditChainHead(SQLModel, table=True):
     last_hash: str = ""
 
 
+class AuditQuarantine(SQLModel, table=True):
+    """A record the store refused, outside the chain (`vivified.registry.audit.quarantine`):
+    `record` is its ASCII JSON; the chain's stand-in names this row in `detail.quarantine_id`."""
+
+    __tablename__ = "audit_quarantine"
+
+    id: int | None = Field(
+        default=None,
+        sa_column=Column(BigInteger().with_variant(Integer(), "sqlite"), primary_key=True),
+    )
+    time: float
+    quarantined_at: float
+    lane: str
+    action: str
+    decision: str
+    request_id: str
+    refused: str  # the store's refusal: a SQLSTATE or an exception class, never a value
+    record: str = Field(sa_column=Column(Text, nullable=False))
+
+
 class Grant(SQLModel, table=True):
     """An admin grant letting `caller` use `target` on the operator lane."""
 
@@ -191,3 +220,70 @@ class Lease(SQLModel, table=True):
     name: str = Field(primary_key=True)
     holder: str
     expires_at: float
+
+
+class ConsoleSession(SQLModel, table=True):
+    """An Admin Console sign-in; `id` is the SHA-256 of the random session id in the cookie."""
+
+    __tablename__ = "console_sessions"
+
+    id: str = Field(primary_key=True)
+    admin_user_id: str = Field(index=True, foreign_key="admin_users.id")
+    token_id: str = Field(foreign_key="admin_tokens.id")  # re-verified on every request
+    csrf_secret: str
+    created_at: float
+    last_seen: float
+
+
+class OidcPendingLogin(SQLModel, table=True):
+    """An OpenID Connect sign-in between the redirect to the provider and its callback; `id`
+    is the SHA-256 of the random value in the short-lived `vivified_oidc` cookie. Single use."""
+
+    __tablename__ = "oidc_pending_logins"
+
+    id: str = Field(primary_key=True)
+    state: str
+    nonce: str
+    code_verifier: str
+    redirect_uri: str
+    created_at: float
+    expires_at: float = Field(index=True)
+
+
+class PluginDoc(SQLModel, table=True):
+    """The cached documentation page of a plugin (manifest `docs`), fetched by core from the
+    plugin's base URL. `fingerprint` names the manifest and base URL it was fetched for;
+    `state` is `ok` or `error` (then `error` holds the reason code and the last good page, if
+    any, stays)."""
+
+    __tablename__ = "plugin_docs"
+
+    plugin_id: str = Field(primary_key=True, max_length=63)
+    fingerprint: str
+    source: str  # the URL it came from
+    state: str = "ok"  # ok | error
+    error: str = ""
+    markdown: str = Field(default="", sa_column=Column(Text, nullable=False))
+    html: str = Field(default="", sa_column=Column(Text, nullable=False))
+    toc: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    renderer: str = ""
+    size: int = 0
+    fetched_at: float
+
+
+class EgressCA(SQLModel, table=True):
+    """The egress proxy's certificate authority, one per deployment. A rotation adds the next
+    `generation` (the highest one signs); an older one stays in the published bundle until
+    `publish_until`. The private key is sealed (AES-GCM) under the deployment's key-encryption
+    key, never stored in clear."""
+
+    __tablename__ = "egress_cas"
+
+    generation: int = Field(primary_key=True)  # unique: racing creators, one winner
+    ca_id: str = Field(unique=True, max_length=32)  # the id in "Vivified egress CA <id>"
+    name: str
+    cert_pem: str = Field(sa_column=Column(Text, nullable=False))
+    key_sealed: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: float
+    retired_at: float | None = None
+    publish_until: float | None = None
