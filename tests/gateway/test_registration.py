@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 import jwt
 import pytest
+from support.audit import wait_for_audit
 from support.manifests import seed, simple
 from support.procs import admin_headers, register, registration_token
 
@@ -220,31 +221,22 @@ def test_no_endpoint_returns_a_token_again(client: httpx.Client) -> None:
         assert token not in r.text
 
 
-def _audited(client: httpx.Client, **params: str) -> list[dict[str, Any]]:
-    """Matching audit records, once the writer has stored what came before."""
-    client.get("/admin/audit/verify", headers=admin_headers())  # flushes the writer
-    r = client.get("/admin/audit", params=params, headers=admin_headers())
-    assert r.status_code == 200, r.text
-    items: list[dict[str, Any]] = r.json()["items"]
-    return items
-
-
 def test_a_name_is_recorded_as_claimed_until_a_credential_vouches_for_it(
     client: httpx.Client,
 ) -> None:
     pid = fresh_id("claim")
     # No credential: the id is only a claim in the trail.
     assert client.post("/plugins/register", json=simple(pid)).status_code == 401
-    (anonymous,) = _audited(client, action="register", target=f"claimed:{pid}")
+    (anonymous,) = wait_for_audit(client, action="register", target=f"claimed:{pid}")
     assert (anonymous["actor"], anonymous["reason"]) == ("anonymous", "missing_token")
     # A checked credential: the same id is recorded as it is, even when the manifest fails.
     r = register(client, simple(pid, version="one"), registration_token(client))
     assert r.status_code == 422
-    (checked,) = _audited(client, action="register", target=pid)
+    (checked,) = wait_for_audit(client, action="register", target=pid)
     assert (checked["decision"], checked["reason"]) == ("deny", "invalid_manifest")
     assert checked["actor"].startswith("regtoken:")
     # A token refresh with a token that does not verify: the path's id is a claim too.
     refused = client.post(f"/plugins/{pid}/token", headers=bearer("not-a-plugin-token"))
     assert refused.status_code == 401
-    (refresh,) = _audited(client, action="token_refresh", target=f"claimed:{pid}")
+    (refresh,) = wait_for_audit(client, action="token_refresh", target=f"claimed:{pid}")
     assert (refresh["actor"], refresh["reason"]) == ("anonymous", refused.json()["reason"])

@@ -253,13 +253,13 @@ def test_a_slowloris_flood_is_closed_while_the_gateway_keeps_answering(
 
 def _slow_json() -> Iterator[bytes]:
     for part in (b'{"uses"', b": ", b"2", b"}"):
-        time.sleep(HEADER_TIMEOUT * 0.6)
+        time.sleep(HEADER_TIMEOUT * 0.6)  # part of the test: a body slower than the timeout
         yield part
 
 
 def _slow_bytes() -> Iterator[bytes]:
     for _ in range(4):
-        time.sleep(HEADER_TIMEOUT * 0.6)
+        time.sleep(HEADER_TIMEOUT * 0.6)  # part of the test: a body slower than the timeout
         yield b"x" * 1000
 
 
@@ -304,7 +304,7 @@ def test_a_websocket_outlives_the_header_timeout(slow_gw: SlowGateway) -> None:
             ws.send(f"ping {n}")
             assert ws.recv(timeout=10) == f"PING {n}"
             n += 1
-            time.sleep(HEADER_TIMEOUT / 3)
+            time.sleep(HEADER_TIMEOUT / 3)  # part of the test: outlive the header timeout
         ws.send("bye")
 
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass, replace
 
 import pytest
 
-from vivified.policy.operator import STATUS, decide_call, status_for
+from vivified.policy.operator import decide_call
 
 
 @dataclass(frozen=True)
@@ -194,35 +194,3 @@ def test_grant_detail_names_the_grant_and_denial_says_what_to_do() -> None:
 def test_lowercase_grant_methods_still_match() -> None:
     grant = Grant("g5", "gamma", "beta", frozenset({"get"}))
     assert decide_call(G, B, method="GET", path="/api/x", grants=(grant,)).reason == "grant"
-
-
-def test_every_reason_has_a_status() -> None:
-    assert set(STATUS) == {
-        "unknown_caller",
-        "caller_not_active",
-        "unknown_target",
-        "target_not_active",
-        "target_unhealthy",
-        "not_permitted",
-        "phi_trait_required",
-        "pii_trait_required",
-        "caller_unhealthy",
-    }
-
-
-@pytest.mark.parametrize(
-    ("reason", "status"),
-    [
-        ("unknown_target", 404),
-        ("target_not_active", 503),
-        ("target_unhealthy", 503),
-        ("not_permitted", 403),
-        ("pii_trait_required", 403),
-        ("caller_not_active", 403),
-        ("unknown_caller", 403),
-        ("phi_trait_required", 403),
-        ("caller_unhealthy", 403),
-    ],
-)
-def test_status_for(reason: str, status: int) -> None:
-    assert status_for(reason) == status

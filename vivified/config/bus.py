@@ -25,6 +25,9 @@ from nats.aio.msg import Msg
 log = logging.getLogger("vivified.bus")
 
 CHANGED = "vivified.config.changed"
+# Notice kinds about state outside the snapshot: each has its own reloader (propagation.py).
+KEYS_CHANGED = "signing_keys"
+EGRESS_CA_CHANGED = "egress_ca"
 Handler = Callable[[dict[str, Any]], Awaitable[None]]
 
 

@@ -2,42 +2,109 @@
 
 A write that fails validation raises before anything is stored, so the last good config
 stays in force. After a commit the local snapshot reloads and a change notice goes out.
+
+Documents round-trip: what a GET answers may be written back as is. Its read-only members
+(`version`; an allowlist's `requested`) are ignored when they equal the stored ones and
+refused when they differ (`stale_version`, `read_only_member`); `version` works as If-Match
+when none was sent. A full write (`full=True`, the API's PUT) must name every member — a
+missing one is refused (`missing_member`), never silently reset — and `patch_*` applies an
+RFC 7396 JSON Merge Patch to the stored document (null removes a member: a top-level one
+goes back to its default), then writes the result like a full PUT.
 """
 
 from __future__ import annotations
 
+import copy
 import time
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from vivified.policy.domains import check_domain_entry
-from vivified.policy.egress_settings import validate_egress_document
+from vivified.policy.domains import INTERNAL_NAME_EXCEPTION, check_domain_entry, is_internal_name
+from vivified.policy.egress_settings import DEFAULT_EGRESS_DOCUMENT, validate_egress_document
+from vivified.registry.audit.records import record_action
 from vivified.registry.audit.writer import AuditWriter
+from vivified.registry.errors import DomainError, RefusalStatus
 from vivified.registry.store import config_store as store
 from vivified.registry.store.snapshot import SnapshotHolder
 
 MODES = ("enforce", "report")
 MAX_DOMAINS = 1000
+ALLOWLIST_DEFAULTS: dict[str, Any] = {"domains": [], "mode": "enforce"}
+MAX_PATCH_DEPTH = 32
+PATCH_ATTEMPTS = 3  # a PATCH without a version re-reads and retries a concurrent write
 
 
-class ConfigError(Exception):
-    def __init__(
-        self, status: int, code: str, message: str, errors: list[dict[str, str]] | None = None
-    ) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message, self.errors = status, code, message, errors
+class ConfigError(DomainError):
+    """A config write or read was refused; the gateway maps its code to problem+json."""
 
 
 def _problem(path: str, code: str, message: str) -> dict[str, str]:
     return {"path": path, "code": code, "message": message}
 
 
-def validate_allowlist(body: Any, blocklist: tuple[str, ...]) -> tuple[list[str], str]:
-    """`{"domains": [...], "mode": "enforce"|"report"}` → normalised domains and mode."""
+def merge_patch(target: Any, patch: Any, depth: int = 0) -> Any:
+    """RFC 7396 JSON Merge Patch: `patch` applied to `target` (neither is modified)."""
+    if depth > MAX_PATCH_DEPTH:
+        raise ConfigError(
+            "invalid_body",
+            "the merge patch nests too deep",
+            [_problem("", "too_deep", f"at most {MAX_PATCH_DEPTH} levels")],
+        )
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    result = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = merge_patch(result.get(key), value, depth + 1)
+    return result
+
+
+def _version_member(body: Any, expected: int | None) -> tuple[Any, int | None]:
+    """`body` without its read-only `version`, and the version the write expects: If-Match,
+    else the member; both given and different is a stale write (412)."""
+    if not isinstance(body, dict) or "version" not in body:
+        return body, expected
+    body = dict(body)
+    version = body.pop("version")
+    if isinstance(version, bool) or not isinstance(version, int) or version < 0:
+        raise ConfigError(
+            "invalid_body",
+            "version is read-only: send the one GET answered, or leave it out",
+            [_problem("/version", "type", "a non-negative integer")],
+        )
+    if expected is not None and expected != version:
+        raise ConfigError("stale_version", f"If-Match names version {expected}, the body {version}")
+    return body, version
+
+
+def _missing(body: Any, members: dict[str, Any]) -> list[dict[str, str]]:
+    """A problem per member a full write leaves out (PUT replaces the whole document)."""
+    if not isinstance(body, dict):
+        return []
+    return [
+        _problem(
+            f"/{name}",
+            "missing_member",
+            "PUT replaces the whole document: send every member (as GET answers it), or "
+            "PATCH with application/merge-patch+json to change some",
+        )
+        for name in members
+        if name not in body
+    ]
+
+
+def validate_allowlist(
+    body: Any, blocklist: tuple[str, ...], mapped_names: tuple[str, ...] = ()
+) -> tuple[list[str], str]:
+    """`{"domains": [...], "mode": "enforce"|"report"}` → normalised domains and mode.
+
+    `mapped_names`: the names `host_overrides` maps; an admin may allowlist an internal name
+    among them (an audited exception, see `check_domain_entry`)."""
     if not isinstance(body, dict):
         raise ConfigError(
-            422,
             "invalid_body",
             "send {domains, mode}",
             [_problem("", "invalid_type", "expected a JSON object")],
@@ -56,7 +123,7 @@ def validate_allowlist(body: Any, blocklist: tuple[str, ...]) -> tuple[list[str]
         errors.append(_problem("/domains", "invalid_type", "domains is a list of names"))
     else:
         for i, raw in enumerate(domains_raw):
-            entry = check_domain_entry(raw, blocklist)
+            entry = check_domain_entry(raw, blocklist, mapped_names)
             for p in entry.problems:
                 errors.append(_problem(f"/domains/{i}", p.code, p.message))
             if entry.ok and entry.normalized is not None:
@@ -65,7 +132,7 @@ def validate_allowlist(body: Any, blocklist: tuple[str, ...]) -> tuple[list[str]
                 else:
                     domains.append(entry.normalized)
     if errors:
-        raise ConfigError(422, "invalid_allowlist", "the allowlist is invalid", errors)
+        raise ConfigError("invalid_allowlist", "the allowlist is invalid", errors)
     return domains, str(mode)
 
 
@@ -75,26 +142,60 @@ class ConfigService:
         sessions: async_sessionmaker[AsyncSession],
         snapshot: SnapshotHolder,
         audit: AuditWriter,
+        *,
+        refusal_status: RefusalStatus,
     ) -> None:
+        """`refusal_status` numbers a refusal in its audit record (see `registry.errors`)."""
         self._sessions = sessions
         self._snapshot = snapshot
         self._audit = audit
+        self._refusal_status = refusal_status
 
     async def get_egress(self) -> store.Versioned:
-        return await store.get_egress(self._sessions)
+        """The egress document with every member (defaults filled in), ready to PUT back."""
+        got = await store.get_egress(self._sessions)
+        return store.Versioned({**copy.deepcopy(DEFAULT_EGRESS_DOCUMENT), **got.value}, got.version)
 
     async def put_egress(
-        self, body: Any, *, expected: int | None, actor: str, comment: str, request_id: str
+        self,
+        body: Any,
+        *,
+        expected: int | None,
+        actor: str,
+        comment: str,
+        request_id: str,
+        full: bool = False,
     ) -> store.Versioned:
         started = time.perf_counter()
         if isinstance(body, dict):
             body = {k: v for k, v in body.items() if k != "comment"}
-        errors = validate_egress_document(body)
-        if errors:
-            await self._record(
-                actor, "egress_update", "egress", "deny", "invalid", request_id, 422, started
+        try:
+            body, expected = _version_member(body, expected)
+        except ConfigError as exc:
+            await self._refused(
+                exc,
+                actor=actor,
+                action="egress_update",
+                target="egress",
+                request_id=request_id,
+                started=started,
+                reason=exc.code,
             )
-            raise ConfigError(422, "invalid_egress_document", "the document is invalid", errors)
+            raise
+        errors = (_missing(body, DEFAULT_EGRESS_DOCUMENT) if full else []) + (
+            validate_egress_document(body)
+        )
+        if errors:
+            invalid = ConfigError("invalid_egress_document", "the document is invalid", errors)
+            await self._refused(
+                invalid,
+                actor=actor,
+                action="egress_update",
+                target="egress",
+                request_id=request_id,
+                started=started,
+            )
+            raise invalid
         result = await self._write(
             store.put_egress(self._sessions, body, expected=expected, actor=actor, comment=comment),
             actor,
@@ -106,11 +207,81 @@ class ConfigService:
         await self._snapshot.changed("egress")
         return result
 
+    async def patch_egress(
+        self, patch: Any, *, expected: int | None, actor: str, comment: str, request_id: str
+    ) -> store.Versioned:
+        """Apply a JSON Merge Patch to the stored egress document; a null top-level member
+        goes back to its default. Written like a full PUT (validated whole, versioned)."""
+        if not isinstance(patch, dict):
+            raise ConfigError(
+                "invalid_body",
+                "a merge patch of the egress document is a JSON object",
+                [_problem("", "invalid_type", "expected a JSON object")],
+            )
+        patch = {k: v for k, v in patch.items() if k != "comment"}
+        for attempt in range(1, PATCH_ATTEMPTS + 1):
+            current = await self.get_egress()
+            body, wanted = _version_member(patch, expected)
+            merged = {**copy.deepcopy(DEFAULT_EGRESS_DOCUMENT), **merge_patch(current.value, body)}
+            try:
+                return await self.put_egress(
+                    merged,
+                    expected=current.version if wanted is None else wanted,
+                    actor=actor,
+                    comment=comment,
+                    request_id=request_id,
+                    full=True,
+                )
+            except ConfigError as exc:
+                if exc.code != "stale_version" or wanted is not None or attempt == PATCH_ATTEMPTS:
+                    raise
+        raise AssertionError("unreachable")
+
     async def get_allowlist(self, plugin_id: str) -> store.Versioned:
         try:
             return await store.get_allowlist(self._sessions, plugin_id)
         except store.UnknownObject as exc:
-            raise ConfigError(404, "not_found", f"no plugin {plugin_id!r}") from exc
+            raise ConfigError("not_found", f"no plugin {plugin_id!r}") from exc
+
+    async def patch_allowlist(
+        self,
+        plugin_id: str,
+        patch: Any,
+        *,
+        expected: int | None,
+        actor: str,
+        comment: str,
+        request_id: str,
+    ) -> store.Versioned:
+        """Apply a JSON Merge Patch to a plugin's `{domains, mode}` (null: the default)."""
+        if not isinstance(patch, dict):
+            raise ConfigError(
+                "invalid_body",
+                "a merge patch of an allowlist is a JSON object",
+                [_problem("", "invalid_type", "expected a JSON object")],
+            )
+        patch = {k: v for k, v in patch.items() if k != "comment"}
+        for attempt in range(1, PATCH_ATTEMPTS + 1):
+            current = await self.get_allowlist(plugin_id)
+            body, wanted = _version_member(patch, expected)
+            merged = merge_patch(current.value, body)
+            merged = {**ALLOWLIST_DEFAULTS, **merged}
+            if "requested" not in patch:  # read-only: compared only when the patch names it
+                merged.pop("requested", None)
+            try:
+                return await self.put_allowlist(
+                    plugin_id,
+                    merged,
+                    expected=current.version if wanted is None else wanted,
+                    actor=actor,
+                    comment=comment,
+                    request_id=request_id,
+                    full=True,
+                )
+            except ConfigError as exc:
+                if exc.code != "stale_version" or wanted is not None or attempt == PATCH_ATTEMPTS:
+                    raise
+        raise AssertionError("unreachable")
 
     async def put_allowlist(
         self,
@@ -121,17 +292,51 @@ class ConfigService:
         actor: str,
         comment: str,
         request_id: str,
+        full: bool = False,
     ) -> store.Versioned:
         started = time.perf_counter()
         if plugin_id not in self._snapshot.current.plugins:
-            raise ConfigError(404, "not_found", f"no plugin {plugin_id!r}")
+            raise ConfigError("not_found", f"no plugin {plugin_id!r}")
+        egress = self._snapshot.current.egress
         try:
-            domains, mode = validate_allowlist(body, self._snapshot.current.egress.blocked_domains)
-        except ConfigError:
-            await self._record(
-                actor, "allowlist_update", plugin_id, "deny", "invalid", request_id, 422, started
+            body, expected = _version_member(body, expected)
+            if isinstance(body, dict) and "requested" in body:  # read-only: the manifest's
+                body = dict(body)
+                requested = body.pop("requested")
+                current = await self.get_allowlist(plugin_id)
+                if requested != current.value.get("requested"):
+                    raise ConfigError(
+                        "read_only_member",
+                        "requested is the manifest's list and read-only: send it as GET "
+                        "answered it, or leave it out",
+                        [_problem("/requested", "read_only", "differs from the stored value")],
+                    )
+            missing = _missing(body, ALLOWLIST_DEFAULTS) if full else []
+            try:
+                domains, mode = validate_allowlist(
+                    body, egress.blocked_domains, tuple(egress.host_overrides)
+                )
+            except ConfigError as invalid:  # every problem at once, the missing ones first
+                if not missing:
+                    raise
+                missing += [dict(e) for e in invalid.errors or ()]
+            if missing:
+                raise ConfigError("invalid_allowlist", "the allowlist is invalid", missing)
+        except ConfigError as exc:
+            await self._refused(
+                exc,
+                actor=actor,
+                action="allowlist_update",
+                target=plugin_id,
+                request_id=request_id,
+                started=started,
+                reason="invalid" if exc.code.startswith("invalid_") else exc.code,
             )
             raise
+        internal = [d for d in domains if is_internal_name(d)]
+        if internal:  # the revision and the audit record both say so
+            note = f"[{INTERNAL_NAME_EXCEPTION}: {', '.join(internal)}]"
+            comment = f"{comment} {note}" if comment else note
         result = await self._write(
             store.put_allowlist(
                 self._sessions,
@@ -147,9 +352,16 @@ class ConfigService:
             plugin_id,
             request_id,
             started,
+            exception=(INTERNAL_NAME_EXCEPTION, internal) if internal else None,
         )
         await self._snapshot.changed("allowlist")
         return result
+
+    async def get_revision(self, rev: int) -> dict[str, Any]:
+        try:
+            return await store.get_revision(self._sessions, rev)
+        except store.UnknownObject as exc:
+            raise ConfigError("not_found", f"no revision {rev}") from exc
 
     async def revert(
         self, rev: int, *, actor: str, comment: str, request_id: str
@@ -158,9 +370,10 @@ class ConfigService:
             revision = await store.get_revision(self._sessions, rev)
             kind, pid, value = store.revert_target(revision)
         except store.UnknownObject as exc:
-            raise ConfigError(404, "not_found", f"no revertible revision {rev}") from exc
+            raise ConfigError("not_found", f"no revertible revision {rev}") from exc
         note = comment or f"revert of revision {rev}"
         if kind == "egress":
+            value = {**copy.deepcopy(DEFAULT_EGRESS_DOCUMENT), **(value or {})}
             result = await self.put_egress(
                 value, expected=None, actor=actor, comment=note, request_id=request_id
             )
@@ -181,55 +394,73 @@ class ConfigService:
         }
 
     async def _write(
-        self, op: Any, actor: str, action: str, target: str, request_id: str, started: float
+        self,
+        op: Any,
+        actor: str,
+        action: str,
+        target: str,
+        request_id: str,
+        started: float,
+        exception: tuple[str, list[str]] | None = None,
     ) -> store.Versioned:
         try:
             result: store.Versioned = await op
         except store.VersionConflict as exc:
-            await self._record(
-                actor, action, target, "deny", "stale_version", request_id, 412, started
-            )
-            raise ConfigError(
-                412,
+            stale = ConfigError(
                 "stale_version",
                 f"the object changed (now version {exc.current}); GET it and retry",
-            ) from exc
+            )
+            await self._refused(
+                stale,
+                actor=actor,
+                action=action,
+                target=target,
+                request_id=request_id,
+                started=started,
+                reason=stale.code,
+            )
+            raise stale from exc
         except store.UnknownObject as exc:
-            raise ConfigError(404, "not_found", f"no such object {target!r}") from exc
-        await self._record(
-            actor,
-            action,
-            target,
-            "allow",
-            "changed",
-            request_id,
-            200,
-            started,
-            {"version": result.version},
-        )
-        return result
-
-    async def _record(
-        self,
-        actor: str,
-        action: str,
-        target: str,
-        decision: str,
-        reason: str,
-        request_id: str,
-        status: int,
-        started: float,
-        detail: dict[str, Any] | None = None,
-    ) -> None:
-        await self._audit.record_timed(
+            raise ConfigError("not_found", f"no such object {target!r}") from exc
+        detail: dict[str, Any] = {"version": result.version}
+        if exception is not None:
+            detail[exception[0]] = exception[1]
+        await record_action(
+            self._audit,
             lane="admin",
             action=action,
             actor=actor,
             target=target,
-            decision=decision,
-            reason=reason,
+            decision="allow",
+            reason="changed" if exception is None else exception[0],
             request_id=request_id,
-            status=status,
+            status=200,
             started=started,
             detail=detail,
+        )
+        return result
+
+    async def _refused(
+        self,
+        exc: ConfigError,
+        *,
+        actor: str,
+        action: str,
+        target: str,
+        request_id: str,
+        started: float,
+        reason: str = "invalid",
+    ) -> None:
+        """Audit a refused write (`reason`: "invalid" for a validation, else the code)."""
+        await record_action(
+            self._audit,
+            lane="admin",
+            action=action,
+            actor=actor,
+            target=target,
+            decision="deny",
+            reason=reason,
+            request_id=request_id,
+            status=self._refusal_status(exc),
+            started=started,
         )

@@ -9,8 +9,15 @@ import signal
 from pathlib import Path
 from typing import Any
 
+from vivified.config.bus import EGRESS_CA_CHANGED, KEYS_CHANGED
 from vivified.config.children import write_port
-from vivified.config.egress_ca import ensure_ca
+from vivified.config.egress_ca import (
+    ca_dir,
+    ensure_deployment_ca,
+    key_encryption_key,
+    materialise,
+    signing_ca,
+)
 from vivified.config.settings import Settings
 from vivified.egress.audit import Audit, OpenRecord
 from vivified.egress.auth import ProxyAuthenticator
@@ -18,7 +25,7 @@ from vivified.egress.authority import RequestAuthority
 from vivified.egress.connect_refusals import RefusedConnects
 from vivified.egress.egress_policy import EgressPolicy
 from vivified.egress.gateway_guard import GatewayGuard
-from vivified.egress.live_connections import LiveConnections
+from vivified.egress.live_connections import LiveConnections, OpenTunnels
 from vivified.egress.live_state import AuditSink, AuditTrail, EgressState, SnapshotSource
 from vivified.egress.passthrough import PassthroughTunnels
 from vivified.egress.pinning import AddressPinning
@@ -96,7 +103,8 @@ def egress_addons(
         OpenRecord(),  # the flow's audit record, filled in by the addons below
         Tunnels(),  # a request inside an accepted CONNECT acts as the tunnel's plugin
         GatewayGuard(settings),  # calls to core's own gateway: 403 gateway_via_proxy, NO_PROXY
-        PluginAuth(authenticator),  # 407
+        PluginAuth(authenticator, state.audit),  # 407; waits while the audit backlog is full
+        OpenTunnels(state, live.close_client),  # a revoked plugin's tunnels end at once
         RequestAuthority(),  # Host/SNI agree with the authorised target: 400/421
         EgressPolicy(state),  # allowlist, blocklist, ports, kill switch: 403
         AddressPinning(  # resolve, check every address, connect to the checked one
@@ -158,7 +166,7 @@ async def run_egress(
     from mitmproxy.master import Master
     from mitmproxy.options import Options
 
-    from vivified.config.propagation import connect_snapshot
+    from vivified.config.propagation import Follower, connect_snapshot
     from vivified.registry.audit.writer import AuditWriter
     from vivified.registry.identity.keys import KeyStore
     from vivified.registry.identity.tokens import TokenService
@@ -169,6 +177,13 @@ async def run_egress(
     engine = create_engine(settings.sqlalchemy_url)
     await migrate(engine)
     sessions = session_factory(engine)
+    try:  # the deployment's CA, into mitmproxy's confdir (EgressCaError: one line, exit 2)
+        kek = key_encryption_key(settings)
+        signer = await ensure_deployment_ca(sessions, settings)
+        materialise(signer, kek, ca_dir(settings.data_dir))
+    except BaseException:
+        await engine.dispose()
+        raise
     keys = KeyStore(sessions)
     await keys.load(create=False)
     tokens = TokenService(keys, issuer=settings.issuer, ttl=settings.token_ttl)
@@ -185,19 +200,39 @@ async def run_egress(
     if bus is not None:
         audit.set_on_commit(bus.mirror_audit)
     audit.start()
-    ca_cert = ensure_ca(settings.data_dir)
     # Only the mitmproxy addons the proxy lane uses: every addon is asked about every event
     # (fewer is faster), and none of playback, map-local/remote, onboarding (mitm.it),
     # scripts, saving flows or mitmproxy's own proxy auth has any business here.
     loop = asyncio.get_running_loop()
     master = Master(Options(), event_loop=loop)
     master.addons.add(*mitmproxy_addons())  # type: ignore[no-untyped-call]
-    master.options.update(**mitmproxy_options(settings, ca_cert.parent))  # type: ignore[no-untyped-call]
+    master.options.update(**mitmproxy_options(settings, ca_dir(settings.data_dir)))  # type: ignore[no-untyped-call]
+    signing = signer.ca_id
+
+    async def follow_ca() -> None:
+        """After a rotation: materialise the new CA and have mitmproxy load it."""
+        nonlocal signing
+        ca = await signing_ca(sessions)
+        if ca is None or ca.ca_id == signing:
+            return
+        materialise(ca, kek, ca_dir(settings.data_dir))
+        master.addons.get("tlsconfig").configure({"confdir"})  # type: ignore[no-untyped-call]
+        signing = ca.ca_id
+        log.warning("egress proxy now signs with %s", ca.name)
+
+    interval = settings.snapshot_reload_interval
+    followers = [
+        Follower("signing keys", KEYS_CHANGED, keys.reload, interval, bus),
+        Follower("egress CA", EGRESS_CA_CHANGED, follow_ca, interval, bus),
+    ]
+    for follower in followers:
+        follower.start()
 
     live = LiveConnections(master)
     authenticator = ProxyAuthenticator(tokens, lambda pid: holder.current.plugin_gen(pid))
     addons = egress_addons(settings, shared_state(holder, audit), authenticator, live)
     pinning = next(a for a in addons if isinstance(a, AddressPinning))
+    holder.add_listener(next(a for a in addons if isinstance(a, OpenTunnels)).review)
     master.addons.add(*addons, _Ready(pinning, settings, port_file, ready))  # type: ignore[no-untyped-call]
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread
@@ -209,6 +244,8 @@ async def run_egress(
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.remove_signal_handler(sig)
         await holder.stop()
+        for follower in followers:
+            await follower.stop()
         if bus is not None:
             await bus.close()
         await audit.stop()

@@ -4,15 +4,32 @@ mitmproxy offers no public call for these; its proxyserver addon keeps one conne
 per client connection, keyed by the client's id. Everything that needs a handler goes
 through `handler_for`, so the one dependency on that internal sits in one place (pinned by
 the mitmproxy 11.x requirement).
+
+`OpenTunnels` keeps the accepted CONNECT tunnels (intercepted or passthrough) with the
+plugin and token generation that opened them; at every snapshot swap it ends those of a
+plugin that may no longer use the lane (disabled, removed, its tokens revoked by a
+generation bump), each with one audit record.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from mitmproxy import connection, http
 from mitmproxy.proxy import events
+
+from vivified.egress.flow_state import PLUGIN, is_settled, target
+from vivified.egress.live_state import EgressState
+from vivified.egress.records import Outcome
+from vivified.registry.store.snapshot import Snapshot
+
+log = logging.getLogger(__name__)
+GEN = "vivified.token_gen"  # flow.metadata: the generation of the CONNECT's credential
 
 
 class LiveConnections:
@@ -65,3 +82,87 @@ class LiveConnections:
             return False
         handler.close_connection(flow.server_conn)
         return True
+
+
+@dataclass(frozen=True)
+class _Open:
+    client: connection.Client
+    plugin_id: str
+    gen: int
+    host: str
+    port: int
+    request_id: str
+
+
+def revocation(snap: Snapshot, plugin_id: str, gen: int) -> str | None:
+    """Why a tunnel opened by `plugin_id` with a token of `gen` must end now, or None."""
+    view = snap.plugins.get(plugin_id)
+    if view is None:
+        return "unknown_plugin"
+    if not view.active:
+        return "plugin_not_active"
+    if view.gen != gen:
+        return "revoked"
+    return None
+
+
+class OpenTunnels:
+    """A mitmproxy addon (place it after `PluginAuth`): the accepted CONNECT tunnels by client
+    connection; `review(snapshot)` is a snapshot listener that ends the revoked ones."""
+
+    def __init__(
+        self, state: EgressState, close_client: Callable[[connection.Client, bool], Any]
+    ) -> None:
+        self._state = state
+        self._close_client = close_client
+        self._open: dict[str, _Open] = {}
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+    def http_connect(self, flow: http.HTTPFlow) -> None:
+        # Right after authentication, against the snapshot it was checked with.
+        plugin_id = flow.metadata.get(PLUGIN)
+        if plugin_id is not None and not is_settled(flow):
+            flow.metadata[GEN] = self._state.current.plugin_gen(plugin_id)
+
+    def http_connected(self, flow: http.HTTPFlow) -> None:
+        accepted = target(flow)
+        gen = flow.metadata.get(GEN)
+        if accepted is None or not isinstance(gen, int):
+            return
+        tunnel = _Open(
+            flow.client_conn, accepted.plugin_id, gen, accepted.host, accepted.port, flow.id
+        )
+        self._open[flow.client_conn.id] = tunnel
+        reason = revocation(self._state.current, tunnel.plugin_id, gen)
+        if reason is not None:  # revoked while the upstream connection was made
+            self._end(tunnel, reason)
+
+    def client_disconnected(self, client: connection.Client) -> None:
+        self._open.pop(client.id, None)
+
+    def review(self, snap: Snapshot) -> None:
+        for tunnel in list(self._open.values()):
+            reason = revocation(snap, tunnel.plugin_id, tunnel.gen)
+            if reason is not None:
+                self._end(tunnel, reason)
+
+    def _end(self, tunnel: _Open, reason: str) -> None:
+        if self._open.pop(tunnel.client.id, None) is None:
+            return
+        log.info("closing a tunnel of %s to %s: %s", tunnel.plugin_id, tunnel.host, reason)
+        self._close_client(tunnel.client, False)
+        self._state.audit.record(
+            Outcome(
+                "tunnel",
+                tunnel.plugin_id,
+                tunnel.host,
+                tunnel.port,
+                decision="deny",
+                reason=reason,
+                request_id=tunnel.request_id,
+                started=time.time(),
+                extra={"closed": True},
+            )
+        )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -40,11 +41,37 @@ class AuditSink(Protocol):
 
 
 class AuditTrail:
-    """Writes each outcome once, and never drops one (a full queue is waited for)."""
+    """Writes each outcome once, and never drops one; what waits for the writer is bounded.
 
-    def __init__(self, sink: AuditSink) -> None:
+    A record goes straight into the writer's queue when it has room. Otherwise it joins
+    `backlog`, which one task (never one per record) feeds into the queue as it drains, in
+    order. New work is held back while the backlog is at `limit`: `PluginAuth` awaits `room()`
+    before it handles a CONNECT or request, so the backlog holds at most `limit` records plus
+    those of the flows already admitted (each writes one), however slow the store is."""
+
+    def __init__(self, sink: AuditSink, *, limit: int = 1000) -> None:
         self._sink = sink
-        self._pending: set[asyncio.Task[None]] = set()
+        self.limit = limit
+        self._backlog: deque[AuditEvent] = deque()
+        self._drainer: asyncio.Task[None] | None = None
+        self._room = asyncio.Event()
+        self._room.set()
+
+    @property
+    def backlog(self) -> int:
+        """Records waiting for room in the writer's queue (at most `limit` + admitted flows)."""
+        return len(self._backlog)
+
+    @property
+    def tasks(self) -> int:
+        """Tasks this trail runs now: 0 or 1, whatever the backlog."""
+        return 0 if self._drainer is None or self._drainer.done() else 1
+
+    async def room(self) -> None:
+        """Wait while the backlog is at its limit (back-pressure on new flows)."""
+        while len(self._backlog) >= self.limit:
+            self._room.clear()
+            await self._room.wait()
 
     def record(self, o: Outcome, meta: MutableMapping[Any, Any] | None = None) -> None:
         """Write `o`; with the flow's metadata, only if that flow was not recorded yet."""
@@ -53,10 +80,20 @@ class AuditTrail:
                 return
             meta[AUDITED] = True
         event = build_event(o, time.time())
-        if not self._sink.record_nowait(event):  # full queue: wait rather than drop
-            task = asyncio.get_running_loop().create_task(self._sink.record(event))
-            self._pending.add(task)
-            task.add_done_callback(self._pending.discard)
+        if not self._backlog and self._sink.record_nowait(event):
+            return
+        self._backlog.append(event)  # full queue: wait rather than drop, in order
+        if self._drainer is None or self._drainer.done():
+            self._drainer = asyncio.get_running_loop().create_task(
+                self._drain(), name="egress-audit-backlog"
+            )
+
+    async def _drain(self) -> None:
+        while self._backlog:
+            await self._sink.record(self._backlog[0])  # waits for room in the writer's queue
+            self._backlog.popleft()
+            if len(self._backlog) < self.limit:
+                self._room.set()
 
     def finish(self, flow: http.HTTPFlow) -> None:
         """Record a flow that went upstream: bytes each way and the final status."""

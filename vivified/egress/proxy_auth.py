@@ -7,7 +7,12 @@ an accepted CONNECT tunnel carries no credentials: it acts as the tunnel's plugi
 `tunnels.Tunnels`, which runs before this addon).
 
 Tags: `flow.metadata[PLUGIN]` = the plugin id; on failure the flow is refused (407, the reason
-code in `X-Vivified-Egress-Error`, the claimed id as the record's actor).
+code in `X-Vivified-Egress-Error`, the claimed id as the record's actor, `claimed:<id>` like
+the gateway's, see `vivified.registry.audit.bounds.claimed`).
+
+Back-pressure: while the audit trail's backlog is at its bound (`live_state.AuditTrail`), a
+new CONNECT or request waits here before anything else is done for it, so a slow audit store
+slows new work instead of piling up records in memory.
 """
 
 from __future__ import annotations
@@ -16,7 +21,9 @@ from mitmproxy import http
 
 from vivified.egress.auth import AuthResult, ProxyAuthenticator
 from vivified.egress.flow_state import PLUGIN, is_settled, outcome, tunnel
+from vivified.egress.live_state import AuditTrail
 from vivified.egress.responses import refuse
+from vivified.registry.audit.bounds import claimed
 
 HOP_HEADERS = ("proxy-authorization", "proxy-connection")
 CHALLENGE_DETAIL = (
@@ -33,10 +40,15 @@ def _strip_hop_headers(flow: http.HTTPFlow) -> None:
 class PluginAuth:
     """A mitmproxy addon: authenticates the plugin behind each CONNECT and plain request."""
 
-    def __init__(self, authenticator: ProxyAuthenticator) -> None:
+    def __init__(
+        self, authenticator: ProxyAuthenticator, trail: AuditTrail | None = None
+    ) -> None:
         self._authenticator = authenticator
+        self._trail = trail
 
     async def http_connect(self, flow: http.HTTPFlow) -> None:
+        if self._trail is not None:
+            await self._trail.room()
         values = flow.request.headers.get_all("proxy-authorization")
         _strip_hop_headers(flow)
         if is_settled(flow):
@@ -44,6 +56,8 @@ class PluginAuth:
         self._apply(flow, await self._authenticator.authenticate(values))
 
     async def requestheaders(self, flow: http.HTTPFlow) -> None:
+        if self._trail is not None:
+            await self._trail.room()
         values = flow.request.headers.get_all("proxy-authorization")
         _strip_hop_headers(flow)  # inside tunnels and on refused requests too
         if is_settled(flow) or tunnel(flow) is not None:
@@ -53,8 +67,8 @@ class PluginAuth:
     def _apply(self, flow: http.HTTPFlow, result: AuthResult) -> None:
         o = outcome(flow)
         if not result.ok:
-            if o is not None:
-                o.actor = result.claimed_id
+            if o is not None:  # only a claim: never recorded as if it were a known plugin
+                o.actor = claimed(result.claimed_id) if result.claimed_id else ""
             refuse(flow, result.reason, CHALLENGE_DETAIL)
             return
         assert result.plugin_id is not None

@@ -25,7 +25,6 @@ send a RST, which can make the client lose the answer.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from http import HTTPStatus
@@ -33,7 +32,7 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from vivified.gateway.problems import MEDIA_TYPE, PROBLEM_TYPE_BASE
+from vivified.gateway.problems import MEDIA_TYPE, problem_document, problem_json
 
 log = logging.getLogger("vivified.gateway")
 
@@ -44,16 +43,7 @@ WARN_EVERY = 10.0  # seconds between two "connection cap reached" warnings
 def raw_problem(status: int, code: str, detail: str, headers: tuple[str, ...] = ()) -> bytes:
     """A whole `Connection: close` HTTP/1.1 response carrying a problem+json document."""
     phrase = HTTPStatus(status).phrase
-    body = json.dumps(
-        {
-            "type": PROBLEM_TYPE_BASE + code,
-            "title": phrase,
-            "status": status,
-            "detail": detail,
-            "reason": code,
-        },
-        separators=(",", ":"),
-    ).encode()
+    body = problem_json(problem_document(status, detail, code=code))
     head = [
         f"HTTP/1.1 {status} {phrase}",
         f"content-type: {MEDIA_TYPE}",

@@ -8,17 +8,20 @@ from dataclasses import dataclass, field
 import aiohttp
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from vivified.config.bus import Bus
+from vivified.config.bus import KEYS_CHANGED, Bus
 from vivified.config.config_service import ConfigService
-from vivified.config.propagation import connect_snapshot
+from vivified.config.propagation import Follower, connect_snapshot
 from vivified.config.settings import Settings
 from vivified.gateway.events.dispatch import Dispatcher
 from vivified.gateway.events.stream import EventStream
 from vivified.gateway.health.monitor import HealthMonitor
 from vivified.gateway.operator.circuit import CircuitBreakers
 from vivified.gateway.operator.pool import UpstreamPool
+from vivified.gateway.operator.relays import LiveRelays
 from vivified.gateway.operator.routes import RouteTables
 from vivified.gateway.operator.upstream import new_client, new_pool
+from vivified.gateway.plugin_docs import PluginDocs
+from vivified.gateway.problems import status_of
 from vivified.policy.health import HealthPolicy
 from vivified.registry.audit.writer import AuditWriter
 from vivified.registry.identity.admins import ensure_bootstrap_admin
@@ -53,6 +56,9 @@ class Core:
     config: ConfigService = field(init=False)
     events: EventStream = field(init=False)
     dispatcher: Dispatcher | None = None
+    docs: PluginDocs | None = None
+    relays: LiveRelays = field(default_factory=LiveRelays)  # open WebSocket relays
+    key_follower: Follower | None = None
 
     @property
     def pool(self) -> UpstreamPool:
@@ -101,10 +107,16 @@ class Core:
             snapshot,
             registration_mode=settings.registration,
             phi_min_retention_days=settings.phi_min_retention_days,
+            refusal_status=status_of,
         )
         core = cls(settings, engine, sessions, keys, tokens, audit, snapshot, registrar, generated)
-        core.config = ConfigService(sessions, snapshot, audit)
+        core.config = ConfigService(sessions, snapshot, audit, refusal_status=status_of)
         core.bus = connect_snapshot(settings, snapshot, "vivified-gateway")
+        snapshot.add_listener(core.relays.review)  # every swap re-admits the open relays
+        core.key_follower = Follower(
+            "signing keys", KEYS_CHANGED, keys.reload, settings.snapshot_reload_interval, core.bus
+        )
+        core.key_follower.start()
         if core.bus is not None:
             audit.set_on_commit(core.bus.mirror_audit)
         core.events = EventStream(core.bus, settings)
@@ -125,13 +137,19 @@ class Core:
             notify=core.bus.publish if core.bus is not None else None,
         )
         core.health.start()
+        core.docs = PluginDocs(sessions, snapshot)  # fetches plugins' manifest `docs` pages
+        core.docs.start()
         return core
 
     async def stop(self) -> None:
         """Drain the audit queue, stop background tasks and close the database."""
         if self.health is not None:
             await self.health.stop()
+        if self.docs is not None:
+            await self.docs.stop()
         await self.snapshot.stop()
+        if self.key_follower is not None:
+            await self.key_follower.stop()
         if self.dispatcher is not None:
             await self.dispatcher.stop()
         if self.bus is not None:

@@ -4,13 +4,20 @@ A path item that cannot name anything (a number out of 1..2**63-1, not a number,
 over-long or malformed id) is 404 before any database round trip: nothing could exist there.
 A query parameter that breaks its rule is 422 `invalid_query`, with the parameter named in
 `errors`. Neither echoes the offending value (it may be megabytes long).
+
+A list route names the parameters it takes (`only_params`): any other name is 422 too
+(`unknown_parameter`, with the allowed names), so a typo (`?lanes=`) never silently lists
+everything; a parameter with a fixed set of values (`query_choice`) answers 422
+`not_allowed` with that set. An empty value (`?lane=`) is the same as leaving it out.
 """
 
 from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable
 from datetime import datetime
+from typing import Any
 
 from starlette.requests import Request
 
@@ -73,13 +80,38 @@ def path_contract(request: Request, name: str = "contract") -> str:
     return value
 
 
-def invalid_query(name: str, code: str, message: str) -> Problem:
-    return Problem(
-        422,
-        f"query parameter {name}: {message}",
-        code="invalid_query",
-        errors=[{"path": f"?{name}", "code": code, "message": message}],
-    )
+def invalid_query(
+    name: str, code: str, message: str, allowed: Iterable[str] | None = None
+) -> Problem:
+    error: dict[str, Any] = {"path": f"?{name}", "code": code, "message": message}
+    if allowed is not None:
+        error["allowed"] = sorted(allowed)
+    return Problem(422, f"query parameter {name}: {message}", code="invalid_query", errors=[error])
+
+
+def only_params(request: Request, allowed: Iterable[str]) -> None:
+    """422 `unknown_parameter` when the query names a parameter not in `allowed`."""
+    known = frozenset(allowed)
+    for name in request.query_params:
+        if name not in known:
+            shown = name if len(name) <= 64 and name.isprintable() else "(a parameter)"
+            raise invalid_query(
+                shown,
+                "unknown_parameter",
+                "not a parameter of this route; use one of " + ", ".join(sorted(known)),
+                known,
+            )
+
+
+def query_choice(request: Request, name: str, allowed: Iterable[str]) -> str | None:
+    """One of `allowed` (absent or empty: None), else 422 `not_allowed` naming the values."""
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return None
+    choices = frozenset(allowed)
+    if raw not in choices:
+        raise invalid_query(name, "not_allowed", "one of " + ", ".join(sorted(choices)), choices)
+    return raw
 
 
 def query_int(

@@ -14,13 +14,11 @@ from vivified.gateway.params import path_plugin_id, query_text
 from vivified.gateway.problems import Problem, not_found
 from vivified.registry.manifest.schema import manifest_json_schema
 from vivified.registry.plugins.record import plugin_record
-from vivified.registry.plugins.reregistration import RegistryError
 from vivified.registry.store.tables import Plugin
 
-
-def _problem(exc: RegistryError) -> Problem:
-    headers = {"WWW-Authenticate": 'Bearer realm="vivified"'} if exc.status == 401 else None
-    return Problem(exc.status, exc.message, code=exc.code, errors=exc.errors, headers=headers)
+# Domain errors reach the client through the app's handler (`Problem.of`, the one mapping);
+# this name stays only for callers that still convert by hand (the console's plugin actions).
+_problem = Problem.of
 
 
 async def register(request: Request) -> Response:
@@ -28,10 +26,7 @@ async def register(request: Request) -> Response:
     core = auth.core_of(request)
     token = auth.bearer(request, required=False)
     body = await read_json(request, core.settings.max_manifest_bytes)
-    try:
-        outcome = await core.registrar.register(body, token, request_id(request))
-    except RegistryError as exc:
-        raise _problem(exc) from exc
+    outcome = await core.registrar.register(body, token, request_id(request))
     return JSONResponse(
         outcome.body,
         status_code=201 if outcome.created else 200,
@@ -73,12 +68,9 @@ async def enable(request: Request) -> Response:
     """Approve or re-enable a plugin after validating its manifest again."""
     core = auth.core_of(request)
     principal = await auth.admin(request, "plugins:manage")
-    try:
-        record = await core.registrar.enable(
-            path_plugin_id(request), principal.actor, request_id(request)
-        )
-    except RegistryError as exc:
-        raise _problem(exc) from exc
+    record = await core.registrar.enable(
+        path_plugin_id(request), principal.actor, request_id(request)
+    )
     return JSONResponse(record)
 
 
@@ -86,12 +78,9 @@ async def disable(request: Request) -> Response:
     """Quarantine a plugin: lanes refuse it and its tokens stop working at once."""
     core = auth.core_of(request)
     principal = await auth.admin(request, "plugins:manage")
-    try:
-        record = await core.registrar.disable(
-            path_plugin_id(request), principal.actor, request_id(request)
-        )
-    except RegistryError as exc:
-        raise _problem(exc) from exc
+    record = await core.registrar.disable(
+        path_plugin_id(request), principal.actor, request_id(request)
+    )
     return JSONResponse(record)
 
 
@@ -101,10 +90,7 @@ async def unregister(request: Request) -> Response:
     raw_pid = request.path_params["plugin_id"]
     principal = await auth.admin_or_self(request, raw_pid, "plugins:manage")
     pid = path_plugin_id(request)
-    try:
-        await core.registrar.unregister(pid, auth.actor_of(principal), request_id(request))
-    except RegistryError as exc:
-        raise _problem(exc) from exc
+    await core.registrar.unregister(pid, auth.actor_of(principal), request_id(request))
     return Response(status_code=204)
 
 
@@ -113,12 +99,7 @@ async def refresh_token(request: Request) -> Response:
     core = auth.core_of(request)
     token = auth.bearer(request)
     assert token is not None
-    try:
-        body = await core.registrar.refresh_token(
-            path_plugin_id(request), token, request_id(request)
-        )
-    except RegistryError as exc:
-        raise _problem(exc) from exc
+    body = await core.registrar.refresh_token(path_plugin_id(request), token, request_id(request))
     return JSONResponse(body, headers={"Cache-Control": "no-store"})
 
 

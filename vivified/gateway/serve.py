@@ -7,6 +7,7 @@ import gc
 import logging
 import resource
 import socket
+import sys
 
 import uvicorn
 
@@ -14,6 +15,7 @@ from vivified.config.children import write_port
 from vivified.config.settings import Settings
 from vivified.gateway.app import create_app
 from vivified.gateway.connection_limits import limited_protocol
+from vivified.gateway.oidc import OidcConfigError, start_oidc
 
 log = logging.getLogger("vivified.gateway")
 
@@ -26,8 +28,15 @@ async def serve_gateway(
     With `reuse_port` (a worker of `vivified.gateway.workers`) the socket is bound with
     SO_REUSEPORT, so the kernel spreads new connections over every worker on the port.
     """
+    try:  # before serving: a sign-in that cannot work stops the gateway with one line
+        oidc = await start_oidc(settings)
+    except OidcConfigError as exc:
+        print(f"vivified gateway: {exc}", file=sys.stderr)
+        return 1
+    app = create_app(settings)
+    app.state.oidc = oidc
     config = uvicorn.Config(
-        create_app(settings),
+        app,
         host=settings.host,
         port=settings.gateway_port,
         log_config=None,

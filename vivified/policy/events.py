@@ -1,4 +1,6 @@
-"""The canonical event lane's decisions: who may publish a type, who may receive an event."""
+"""The canonical event lane's decisions: who may publish a type, who may receive an event.
+
+Refusals carry reason codes only: how a transport answers them is not policy's business."""
 
 from __future__ import annotations
 
@@ -6,12 +8,6 @@ from collections.abc import Collection
 
 from vivified.policy.decision import Decision
 
-STATUS = {
-    "unknown_event_type": 422,
-    "publisher_not_active": 403,
-    "not_declared": 403,
-    "publisher_unhealthy": 403,
-}
 SENSITIVE = frozenset({"pii", "phi", "confidential"})
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Protocol
 
 from vivified.policy.decision import Decision
@@ -37,23 +37,6 @@ class GrantLike(Protocol):
     def methods(self) -> frozenset[str]: ...
     @property
     def paths(self) -> tuple[str, ...]: ...
-
-
-STATUS: Mapping[str, int] = {
-    "unknown_caller": 403,
-    "caller_not_active": 403,
-    "unknown_target": 404,
-    "target_not_active": 503,
-    "target_unhealthy": 503,
-    "not_permitted": 403,
-    "phi_trait_required": 403,
-    "pii_trait_required": 403,
-    "caller_unhealthy": 403,
-}
-
-
-def status_for(reason: str) -> int:
-    return STATUS.get(reason, 403)
 
 
 def _grant(

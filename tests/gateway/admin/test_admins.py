@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
+from support.audit import wait_for_audit
 from support.procs import CoreProcess, admin_headers
 
 MANAGE = "admins:manage"
@@ -99,14 +100,6 @@ def works(c: httpx.Client, token: str) -> bool:
     r = c.get("/admin/users/me/tokens", headers=admin_headers(token))
     assert r.status_code in (200, 401), r.text
     return r.status_code == 200
-
-
-def audit(c: httpx.Client, **params: str) -> list[dict[str, Any]]:
-    assert c.get("/admin/audit/verify").status_code == 200  # flushes the audit writer
-    r = c.get("/admin/audit", params={**params, "limit": "200"})
-    assert r.status_code == 200, r.text
-    items: list[dict[str, Any]] = r.json()["items"]
-    return items
 
 
 def assert_refused(r: httpx.Response, status: int, reason: str) -> None:
@@ -354,8 +347,12 @@ def test_minting_needs_the_power_granted(
     assert [t["id"] for t in after] == [t["id"] for t in before] + [minted["id"]]
     assert after[-1]["scopes"] == wanted
     assert works(c, minted["token"])
-    records = audit(c, action="admin_token_create", target=f"admin:{owner.name}")
-    mine = [x for x in records if x["detail"].get("token_id") == minted["id"]]
+    mine = wait_for_audit(
+        c,
+        action="admin_token_create",
+        target=f"admin:{owner.name}",
+        where=lambda x: x["detail"].get("token_id") == minted["id"],
+    )
     assert len(mine) == 1
     assert mine[0]["actor"] == f"admin:{caller.name}"
     assert mine[0]["detail"]["user_id"] == owner.user_id
@@ -367,7 +364,9 @@ def test_a_refused_mint_is_audited_as_denied(c: httpx.Client) -> None:
     boot = bootstrap(c)
     r = c.post(f"/admin/users/{boot.user_id}/tokens", json={}, headers=caller.headers)
     assert_refused(r, 403, "scope_not_held")
-    denied = audit(c, action="admin_token_create", decision="deny", actor=f"admin:{caller.name}")
+    denied = wait_for_audit(
+        c, action="admin_token_create", decision="deny", actor=f"admin:{caller.name}"
+    )
     assert [(x["target"], x["reason"], x["status"]) for x in denied] == [
         ("admin:bootstrap", "scope_not_held", 403)
     ]
@@ -428,7 +427,7 @@ def test_revoking_needs_the_power_removed(
     assert not works(c, victim.token)
     revoked = [t for t in tokens_of(c, victim.user_id) if t["id"] == victim.token_id]
     assert [t["revoked"] for t in revoked] == [True]
-    records = audit(c, action="admin_token_revoke", target=f"admin:{victim.name}")
+    records = wait_for_audit(c, action="admin_token_revoke", target=f"admin:{victim.name}")
     assert len(records) == 1
     assert records[0]["actor"] == f"admin:{caller.name}"
     assert records[0]["decision"] == "allow"

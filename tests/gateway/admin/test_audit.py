@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import httpx
+from support.audit import audit_records, wait_for_audit
 from support.manifests import simple
 from support.procs import ADMIN_TOKEN, CoreProcess, admin_headers, clean_env
 
@@ -29,21 +30,6 @@ async def _register_many(url: str, n: int) -> list[int]:
         return await asyncio.gather(*(one(i) for i in range(n)))
 
 
-def _audit(c: httpx.Client, **params: str) -> list[dict[str, object]]:
-    items: list[dict[str, object]] = []
-    cursor = None
-    while True:
-        q = dict(params, limit="200")
-        if cursor:
-            q["cursor"] = cursor
-        r = c.get("/admin/audit", params=q, headers=admin_headers())
-        assert r.status_code == 200, r.text
-        items += r.json()["items"]
-        cursor = r.json()["next_cursor"]
-        if not cursor:
-            return items
-
-
 def test_concurrent_registrations_make_exactly_n_records(tmp_path: Path) -> None:
     gw = CoreProcess("gateway", tmp_path).start()
     try:
@@ -51,17 +37,17 @@ def test_concurrent_registrations_make_exactly_n_records(tmp_path: Path) -> None
         statuses = asyncio.run(_register_many(gw.url, n))
         assert statuses == [201] * n
         with httpx.Client(base_url=gw.url, trust_env=False) as c:
-            c.get("/admin/audit/verify", headers=admin_headers())  # flushes the writer
-            records = _audit(c, action="register")
+            records = wait_for_audit(c, count=n, action="register")
             assert len(records) == n
             assert {r["target"] for r in records} == {f"burst-{i}" for i in range(n)}
             denied = c.post("/plugins/register", json=simple("burst-x"))
             assert denied.status_code == 401
-            c.get("/admin/audit/verify", headers=admin_headers())
-            deny = _audit(c, action="register", decision="deny")
+            deny = wait_for_audit(c, action="register", decision="deny")
             assert [r["reason"] for r in deny] == ["missing_token"]
             verify = c.get("/admin/audit/verify", headers=admin_headers()).json()
             assert verify["ok"] is True
+            # verify drained the writer: still exactly one record per attempt.
+            assert len(audit_records(c, action="register")) == n + 1
     finally:
         gw.stop()
 

@@ -12,6 +12,7 @@ import pytest
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from support.waiting import eventually_async
 
 from vivified.config.nats_server import ManagedNats
 from vivified.gateway.events.pull import LanePull, PullFailed
@@ -103,7 +104,11 @@ async def test_a_deleted_consumer_is_an_error(js: tuple[Client, JetStreamContext
     await pull.start()
     try:
         waiting = asyncio.create_task(pull.next())
-        await asyncio.sleep(0.1)  # the request is waiting at the server
+
+        async def request_waits() -> bool:  # the pull request is waiting at the server
+            return (await context.consumer_info(STREAM, "sub-x-l0")).num_waiting == 1
+
+        await eventually_async(request_waits, what="a waiting pull request")
         await context.delete_consumer(STREAM, "sub-x-l0")
         with pytest.raises(PullFailed):
             await waiting

@@ -36,11 +36,13 @@ class Hook:
     up: bool = True
     got: list[tuple[dict[str, Any], dict[str, str]]] = field(default_factory=list)
     hold: set[str] = field(default_factory=set)
+    refused: list[str] = field(default_factory=list)  # ids of the events answered 500
 
     async def receive(self, request: Request) -> Response:
-        if not self.up:
-            return JSONResponse({"down": True}, status_code=500)
         event = await request.json()
+        if not self.up:
+            self.refused.append(event.get("id", ""))
+            return JSONResponse({"down": True}, status_code=500)
         deadline = time.monotonic() + 8
         while event.get("subject") in self.hold and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
@@ -82,10 +84,27 @@ def wait_for(check: Callable[[], bool], bound: float = 15) -> None:
     raise AssertionError("condition not met in time")
 
 
-def consumers_ready(gw: CoreProcess, *pids: str) -> bool:
+def _subscribers(gw: CoreProcess) -> list[dict[str, Any]]:
     r = httpx.get(gw.url + "/admin/events/subscribers", headers=admin_headers(), trust_env=False)
-    have = {i["subscriber"] for i in r.json()["items"] if i.get("pending") is not None}
+    assert r.status_code == 200, r.text
+    items: list[dict[str, Any]] = r.json()["items"]
+    return items
+
+
+def consumers_ready(gw: CoreProcess, *pids: str) -> bool:
+    have = {i["subscriber"] for i in _subscribers(gw) if i.get("pending") is not None}
     return set(pids) <= have
+
+
+def settled(gw: CoreProcess, *pids: str) -> bool:
+    """Whether these subscribers have nothing waiting and nothing in flight: every event
+    stored so far was delivered (and acknowledged) or skipped, so no late or duplicate
+    delivery can still arrive. The barrier before asserting that something did not happen."""
+    lag = {i["subscriber"]: i for i in _subscribers(gw)}
+    return all(
+        pid in lag and (lag[pid].get("pending"), lag[pid].get("in_flight")) == (0, 0)
+        for pid in pids
+    )
 
 
 @pytest.fixture
@@ -168,7 +187,7 @@ def test_publish_is_delivered_with_an_assertion(lane: Lane) -> None:
     assert claims["sub"] == "hr-app"
     assert claims["rid"] == eid
     # the pii event went to acct (handles_pii) only; files (no pii trait) never saw it
-    time.sleep(0.5)
+    wait_for(lambda: settled(lane.gw, "acct", "files"))
     assert lane.hook.ids().count(eid) == 1
 
 
@@ -238,7 +257,7 @@ def test_same_id_twice_is_accepted_and_delivered_once(lane: Lane) -> None:
         r = lane.publish({"type": "UserCreated", "data": USER, "id": eid})
         assert (r.status_code, r.json()["id"]) == (202, eid)
     wait_for(lambda: eid in lane.hook.ids())
-    time.sleep(1.0)
+    wait_for(lambda: settled(lane.gw, "acct"))  # a second delivery would have come by now
     assert lane.hook.ids().count(eid) == 1
 
 
@@ -260,7 +279,7 @@ def test_same_id_from_two_publishers_is_two_events(lane: Lane) -> None:
         return [(e, h) for e, h in lane.hook.got if e["id"] == eid]
 
     wait_for(lambda: len(got()) >= 2)
-    time.sleep(1.0)  # a duplicate delivery would have arrived by now
+    wait_for(lambda: settled(lane.gw, "files"))  # a duplicate delivery would have come by now
     by_source = {e["source"]: (e, h) for e, h in got()}
     assert len(got()) == 2
     assert set(by_source) == {"vivified://plugins/hr-app", "vivified://plugins/uploader"}
@@ -288,7 +307,7 @@ def test_a_subscriber_down_for_a_while_gets_everything_in_order(lane: Lane) -> N
     ids = [f"order-{i}-{uuid.uuid4().hex[:6]}" for i in range(4)]
     for eid in ids:
         assert lane.publish({"type": "UserCreated", "data": USER, "id": eid}).status_code == 202
-    time.sleep(1.0)
+    wait_for(lambda: ids[0] in lane.hook.refused)  # delivery was tried while it was down
     lane.hook.up = True
     wait_for(lambda: all(e in lane.hook.ids() for e in ids))
     got = [e for e in lane.hook.ids() if e in ids]
@@ -355,7 +374,7 @@ def test_two_replicas_deliver_each_event_once(lane: Lane, tmp_path: Path) -> Non
         wait_for(lambda: consumers_ready(other, "acct"))
         ids = [lane.publish({"type": "UserCreated", "data": USER}).json()["id"] for _ in range(20)]
         wait_for(lambda: all(e in lane.hook.ids() for e in ids), bound=30)
-        time.sleep(1.0)
+        wait_for(lambda: settled(lane.gw, "acct"))  # a second delivery would have come by now
         assert all(lane.hook.ids().count(e) == 1 for e in ids)
     finally:
         other.stop()
@@ -414,7 +433,7 @@ def test_cluster_style_on_the_machine_nats(tmp_path: Path) -> None:
                 assert r.status_code == 202, r.text
                 ids.append(r.json()["id"])
             wait_for(lambda: all(e in hook.ids() for e in ids), bound=30)
-            time.sleep(1.0)
+            wait_for(lambda: settled(a, "files"))  # a second delivery would have come by now
             assert [e for e in hook.ids() if e in ids] == ids  # once each, in order
     finally:
         a.stop()

@@ -14,6 +14,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from support.audit import wait_for_audit
 from support.manifests import simple
 from support.procs import CoreProcess, admin_headers, register, registration_token
 from support.upstream import serve_in_thread
@@ -33,7 +34,7 @@ class Flaky:
         if self.mode == "error":
             return JSONResponse({"status": "broken"}, status_code=500)
         if self.mode == "hang":
-            await asyncio.sleep(2)
+            await asyncio.sleep(2)  # part of the test: past the 0.2 s health timeout
         return JSONResponse({"status": "healthy", "uptime": 12.5})
 
     async def item(self, _request: Request) -> Response:
@@ -98,12 +99,7 @@ def test_flaky_upstream_walks_the_states(tmp_path: Path, flaky: tuple[Flaky, str
             ]
             record = c.get("/plugins/flaky", headers=admin_headers()).json()
             assert record["health"]["state"] == "healthy"
-            c.get("/admin/audit/verify", headers=admin_headers())
-            audit = c.get(
-                "/admin/audit",
-                params={"lane": "health", "target": "flaky"},
-                headers=admin_headers(),
-            ).json()["items"]
+            audit = wait_for_audit(c, count=4, lane="health", target="flaky")
             assert [a["reason"] for a in reversed(audit)] == [
                 "unknown_to_healthy",
                 "healthy_to_degraded",
@@ -126,7 +122,7 @@ def test_heartbeats_keep_a_plugin_healthy_and_their_absence_degrades(tmp_path: P
                 )
                 assert r.status_code == 200
                 assert r.json()["state"] == "healthy"
-                time.sleep(0.2)
+                time.sleep(0.2)  # part of the test: beats 0.2 s apart keep it healthy
             assert health(c, "beater")["state"] == "healthy"
             wait_for(lambda: health(c, "beater")["state"] == "degraded", timeout=5)
             wait_for(lambda: health(c, "beater")["state"] == "unhealthy", timeout=5)
@@ -151,12 +147,7 @@ def test_auto_quarantine_disables_with_reason(tmp_path: Path, flaky: tuple[Flaky
                     c.get("/plugins/sickly", headers=admin_headers()).json()["status"] == "disabled"
                 )
             )
-            c.get("/admin/audit/verify", headers=admin_headers())
-            items = c.get(
-                "/admin/audit",
-                params={"action": "disable", "target": "sickly"},
-                headers=admin_headers(),
-            ).json()["items"]
+            items = wait_for_audit(c, action="disable", target="sickly")
             assert [(i["actor"], i["reason"]) for i in items] == [
                 ("core:health", "failed_to_stay_healthy")
             ]
@@ -183,17 +174,18 @@ def test_two_replicas_never_poll_the_same_plugin(tmp_path: Path) -> None:
                     assert (
                         register(c, polled_manifest(f"polled-{i}", url), token).status_code == 201
                     )
-            time.sleep(2.5)
+            wait_for(lambda: all(f.replicas for f in flakies))  # every plugin is polled
             window = time.monotonic()
-            time.sleep(1.5)
+            time.sleep(1.5)  # part of the test: watch five poll intervals of both replicas
             for f in flakies:
                 recent = {r for t, r in f.replicas if t >= window}
                 assert len(recent) == 1, recent  # exactly one replica polls each plugin
             # Kill one replica: the other takes over all of its plugins.
             a.stop()
-            time.sleep(1.5)
+            stopped = time.monotonic()
+            wait_for(lambda: all(any(t >= stopped for t, _ in f.replicas) for f in flakies))
             handover = time.monotonic()
-            time.sleep(1.5)
+            time.sleep(1.5)  # part of the test: watch five poll intervals after the handover
             survivors = {r for f in flakies for t, r in f.replicas if t >= handover}
             assert len(survivors) == 1
             assert all(any(t >= handover for t, _ in f.replicas) for f in flakies)

@@ -6,6 +6,7 @@ import base64
 import json
 import time
 from collections.abc import Callable
+from types import SimpleNamespace
 from typing import Any
 
 import jwt
@@ -14,6 +15,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from vivified.registry.identity import keys as keys_module
 from vivified.registry.identity.keys import KeyStore
 from vivified.registry.identity.tokens import (
     ASSERTION_TYP,
@@ -212,8 +214,20 @@ async def test_cache_never_outlives_expiry(keys: KeyStore, monkeypatch: pytest.M
 
 
 async def test_rotation_keeps_old_tokens_valid_and_new_ones_use_the_new_key(
-    service: TokenService, keys: KeyStore, sessions: async_sessionmaker[AsyncSession]
+    service: TokenService,
+    keys: KeyStore,
+    sessions: async_sessionmaker[AsyncSession],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # The key store's own clock (its re-read interval), moved by the test: no sleeping.
+    clock = [time.monotonic()]
+    monkeypatch.setattr(
+        keys_module, "time", SimpleNamespace(time=time.time, monotonic=lambda: clock[0])
+    )
+    # a second process (another replica) that loaded the keys before the rotation
+    other = KeyStore(sessions)
+    await other.load(create=False)
+    other_service = TokenService(other, issuer=ISSUER, ttl=600)
     old = service.issue_plugin_token("alpha", 3).token
     old_kid = keys.current_kid
     new_kid = await keys.rotate(publish_for=3600)
@@ -221,11 +235,21 @@ async def test_rotation_keeps_old_tokens_valid_and_new_ones_use_the_new_key(
     assert {k["kid"] for k in keys.jwks()["keys"]} == {old_kid, new_kid}
     fresh = TokenService(keys, issuer=ISSUER, ttl=600)
     assert (await fresh.verify_plugin_token(old, current_gen)).plugin_id == "alpha"
-    assert jwt.get_unverified_header(fresh.issue_plugin_token("alpha", 3).token)["kid"] == new_kid
-    # a second process that loaded the keys before the rotation learns the new key on demand
-    other = KeyStore(sessions)
-    await other.load(create=False)
-    assert other.current_kid == new_kid
+    new = fresh.issue_plugin_token("alpha", 3).token
+    assert jwt.get_unverified_header(new)["kid"] == new_kid
+    # What the code guarantees today: the running store re-reads the keys when a token names
+    # one it does not know, but at most once per REFRESH_MIN_INTERVAL (5 s) since its last
+    # read; until then it refuses the new key's tokens and still signs with the old key.
+    assert other.current_kid == old_kid
+    with pytest.raises(TokenError) as refused:
+        await other_service.verify_plugin_token(new, current_gen)
+    assert refused.value.code == "unknown_key"
+    assert other.current_kid == old_kid
+    clock[0] += keys_module.REFRESH_MIN_INTERVAL
+    assert (await other_service.verify_plugin_token(new, current_gen)).plugin_id == "alpha"
+    assert other.current_kid == new_kid  # learnt on demand: it now signs with the new key
+    assert {k["kid"] for k in other.jwks()["keys"]} == {old_kid, new_kid}
+    assert (await other_service.verify_plugin_token(old, current_gen)).plugin_id == "alpha"
 
 
 async def test_assertions_are_short_lived_and_audience_bound(service: TokenService) -> None:

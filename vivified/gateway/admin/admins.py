@@ -9,66 +9,28 @@ a stable reason, change nothing, and are audited as denied.
 from __future__ import annotations
 
 import re
-from typing import NoReturn
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from vivified.gateway import auth
-from vivified.gateway.admin.record import record_admin_action
+from vivified.gateway.admin.record import record_admin_action, refusals_audited
 from vivified.gateway.bodies import json_object, read_json
-from vivified.gateway.middleware import request_id
 from vivified.gateway.params import path_record_id
-from vivified.gateway.problems import Problem, not_found
-from vivified.registry.audit.writer import AuditEvent
+from vivified.gateway.problems import Problem
 from vivified.registry.identity import admins
 
 BODY_CAP = 64 * 1024
 NAME = re.compile(r"^[a-z0-9][a-z0-9._@-]{0,62}$")
 MAX_TTL = 365 * 24 * 3600
 SELF = "me"
-STATUS = {
-    "not_found": 404,
-    "name_taken": 409,
-    "missing_scope": 403,
-    "not_own_token": 403,
-    "scope_not_held": 403,
-    "outlives_own_token": 403,
-}
 
 
 def _invalid(path: str, code: str, message: str) -> Problem:
     return Problem(
         422, message, code=code, errors=[{"path": path, "code": code, "message": message}]
     )
-
-
-async def _refuse(
-    request: Request,
-    principal: admins.AdminPrincipal,
-    action: str,
-    target: str,
-    exc: admins.AdminError,
-) -> NoReturn:
-    """Answer an AdminError; a refusal (403) is also audited as a denied admin action."""
-    status = STATUS.get(exc.code, 422)
-    if status == 403:
-        await auth.core_of(request).audit.record(
-            AuditEvent(
-                actor=principal.actor,
-                lane="admin",
-                action=action,
-                target=exc.subject or target,
-                decision="deny",
-                reason=exc.code,
-                request_id=request_id(request),
-                status=status,
-            )
-        )
-    if exc.code == "not_found":
-        raise not_found(exc.message) from exc
-    raise Problem(status, exc.message, code=exc.code) from exc
 
 
 def _user_id(request: Request, principal: admins.AdminPrincipal) -> str:
@@ -88,10 +50,10 @@ async def create_user(request: Request) -> Response:
         raise _invalid("/name", "invalid_name", "name: lower-case letters, digits, . _ @ -")
     if not isinstance(scopes, list) or not all(isinstance(x, str) for x in scopes):
         raise _invalid("/scopes", "invalid_type", "scopes is a list of scope names")
-    try:
+    async with refusals_audited(
+        request, actor=principal.actor, action="admin_user_create", target=name
+    ):
         user = await admins.create_admin_user(core.sessions, name, scopes, by=principal)
-    except admins.AdminError as exc:
-        await _refuse(request, principal, "admin_user_create", name, exc)
     await record_admin_action(request, principal.actor, "admin_user_create", name, 201)
     return JSONResponse(user, status_code=201)
 
@@ -121,12 +83,12 @@ async def create_token(request: Request) -> Response:
     ):
         raise _invalid("/ttl_seconds", "out_of_range", f"ttl_seconds is 60 to {MAX_TTL}")
     user_id = _user_id(request, principal)
-    try:
+    async with refusals_audited(
+        request, actor=principal.actor, action="admin_token_create", target=user_id
+    ):
         issued = await admins.issue_admin_token(
             core.sessions, user_id, by=principal, name=name, scopes=scopes, ttl_seconds=ttl
         )
-    except admins.AdminError as exc:
-        await _refuse(request, principal, "admin_token_create", user_id, exc)
     await record_admin_action(
         request,
         principal.actor,
@@ -154,12 +116,9 @@ async def create_token(request: Request) -> Response:
 
 async def list_tokens(request: Request) -> Response:
     principal = await auth.admin(request, None)  # the registry checks whose
-    try:
-        items = await admins.list_admin_tokens(
-            auth.core_of(request).sessions, _user_id(request, principal), by=principal
-        )
-    except admins.AdminError as exc:
-        raise Problem(STATUS.get(exc.code, 422), exc.message, code=exc.code) from exc
+    items = await admins.list_admin_tokens(
+        auth.core_of(request).sessions, _user_id(request, principal), by=principal
+    )
     return JSONResponse({"items": items})
 
 
@@ -167,10 +126,10 @@ async def revoke_token(request: Request) -> Response:
     core = auth.core_of(request)
     principal = await auth.admin(request, None)  # the registry checks whose and which scopes
     token_id = path_record_id(request, "token_id", "admin token")
-    try:
+    async with refusals_audited(
+        request, actor=principal.actor, action="admin_token_revoke", target=token_id
+    ):
         revoked = await admins.revoke_admin_token(core.sessions, token_id, by=principal)
-    except admins.AdminError as exc:
-        await _refuse(request, principal, "admin_token_revoke", token_id, exc)
     await record_admin_action(
         request,
         principal.actor,

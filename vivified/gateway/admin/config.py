@@ -2,6 +2,14 @@
 
 Each object has a version, sent as `ETag: "N"`; a write with `If-Match` naming another
 version answers 412 and changes nothing.
+
+What GET answers can be PUT back unchanged: read-only members (`version`, an allowlist's
+`requested`) are ignored when equal to the stored ones, refused when not (412
+`stale_version`, 409 `read_only_member`), and `version` serves as If-Match when none is
+sent. PUT replaces the whole object: a member left out is 422 (`missing_member`, one error
+per member), never silently reset. PATCH takes an RFC 7396 JSON Merge Patch
+(`application/merge-patch+json`; null removes a member, a removed top-level member goes back
+to its default) and is validated and versioned like a PUT of the result.
 """
 
 from __future__ import annotations
@@ -12,11 +20,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from vivified.config.config_service import ConfigError
 from vivified.gateway import auth
 from vivified.gateway.bodies import read_json
 from vivified.gateway.middleware import request_id
-from vivified.gateway.params import path_int, path_plugin_id, query_int, query_text
+from vivified.gateway.params import only_params, path_int, path_plugin_id, query_int, query_text
 from vivified.gateway.problems import Problem
 from vivified.registry.store import config_store as store
 
@@ -39,12 +46,22 @@ def _comment(body: Any) -> str:
     return comment[:500] if isinstance(comment, str) else ""
 
 
+MERGE_PATCH = "application/merge-patch+json"
+
+
+def _merge_patch_type(request: Request) -> None:
+    """PATCH bodies are JSON Merge Patches: 415 for any other media type."""
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype != MERGE_PATCH:
+        raise Problem(
+            415,
+            f"send the changes as a JSON Merge Patch ({MERGE_PATCH}, RFC 7396)",
+            code="unsupported_media_type",
+        )
+
+
 def _versioned(value: dict[str, Any], version: int) -> Response:
     return JSONResponse({**value, "version": version}, headers={"ETag": f'"{version}"'})
-
-
-def _problem(exc: ConfigError) -> Problem:
-    return Problem(exc.status, exc.message, code=exc.code, errors=exc.errors)
 
 
 async def get_egress(request: Request) -> Response:
@@ -59,26 +76,37 @@ async def put_egress(request: Request) -> Response:
     principal = await auth.admin(request, "egress:manage")
     expected = _expected(request)
     body = await read_json(request, BODY_CAP)
-    try:
-        got = await core.config.put_egress(
-            body,
-            expected=expected,
-            actor=principal.actor,
-            comment=_comment(body),
-            request_id=request_id(request),
-        )
-    except ConfigError as exc:
-        raise _problem(exc) from exc
+    got = await core.config.put_egress(
+        body,
+        expected=expected,
+        actor=principal.actor,
+        comment=_comment(body),
+        request_id=request_id(request),
+        full=True,
+    )
+    return _versioned(got.value, got.version)
+
+
+async def patch_egress(request: Request) -> Response:
+    core = auth.core_of(request)
+    principal = await auth.admin(request, "egress:manage")
+    _merge_patch_type(request)
+    expected = _expected(request)
+    body = await read_json(request, BODY_CAP)
+    got = await core.config.patch_egress(
+        body,
+        expected=expected,
+        actor=principal.actor,
+        comment=_comment(body),
+        request_id=request_id(request),
+    )
     return _versioned(got.value, got.version)
 
 
 async def get_allowlist(request: Request) -> Response:
     core = auth.core_of(request)
     await auth.admin(request, "egress:manage")
-    try:
-        got = await core.config.get_allowlist(path_plugin_id(request))
-    except ConfigError as exc:
-        raise _problem(exc) from exc
+    got = await core.config.get_allowlist(path_plugin_id(request))
     return _versioned(got.value, got.version)
 
 
@@ -88,23 +116,40 @@ async def put_allowlist(request: Request) -> Response:
     plugin_id = path_plugin_id(request)
     expected = _expected(request)
     body = await read_json(request, BODY_CAP)
-    try:
-        got = await core.config.put_allowlist(
-            plugin_id,
-            body,
-            expected=expected,
-            actor=principal.actor,
-            comment=_comment(body),
-            request_id=request_id(request),
-        )
-    except ConfigError as exc:
-        raise _problem(exc) from exc
+    got = await core.config.put_allowlist(
+        plugin_id,
+        body,
+        expected=expected,
+        actor=principal.actor,
+        comment=_comment(body),
+        request_id=request_id(request),
+        full=True,
+    )
+    return _versioned(got.value, got.version)
+
+
+async def patch_allowlist(request: Request) -> Response:
+    core = auth.core_of(request)
+    principal = await auth.admin(request, "egress:manage")
+    plugin_id = path_plugin_id(request)
+    _merge_patch_type(request)
+    expected = _expected(request)
+    body = await read_json(request, BODY_CAP)
+    got = await core.config.patch_allowlist(
+        plugin_id,
+        body,
+        expected=expected,
+        actor=principal.actor,
+        comment=_comment(body),
+        request_id=request_id(request),
+    )
     return _versioned(got.value, got.version)
 
 
 async def list_revisions(request: Request) -> Response:
     core = auth.core_of(request)
     await auth.admin(request, "egress:manage")
+    only_params(request, ("object", "limit", "before"))
     limit = query_int(request, "limit", 100) or 100
     items = await store.list_revisions(
         core.sessions,
@@ -119,10 +164,7 @@ async def get_revision(request: Request) -> Response:
     core = auth.core_of(request)
     await auth.admin(request, "egress:manage")
     rev = path_int(request, "rev", "revision")
-    try:
-        return JSONResponse(await store.get_revision(core.sessions, rev))
-    except store.UnknownObject as exc:
-        raise Problem(404, f"no revision {rev}", code="not_found") from exc
+    return JSONResponse(await core.config.get_revision(rev))
 
 
 async def revert_revision(request: Request) -> Response:
@@ -130,23 +172,22 @@ async def revert_revision(request: Request) -> Response:
     principal = await auth.admin(request, "egress:manage")
     rev = path_int(request, "rev", "revision")
     body = await read_json(request, BODY_CAP, allow_empty=True)
-    try:
-        result = await core.config.revert(
-            rev,
-            actor=principal.actor,
-            comment=_comment(body),
-            request_id=request_id(request),
-        )
-    except ConfigError as exc:
-        raise _problem(exc) from exc
+    result = await core.config.revert(
+        rev,
+        actor=principal.actor,
+        comment=_comment(body),
+        request_id=request_id(request),
+    )
     return JSONResponse(result)
 
 
 ROUTES = [
     Route("/admin/egress", get_egress, methods=["GET"]),
     Route("/admin/egress", put_egress, methods=["PUT"]),
+    Route("/admin/egress", patch_egress, methods=["PATCH"]),
     Route("/admin/plugins/{plugin_id}/allowed-domains", get_allowlist, methods=["GET"]),
     Route("/admin/plugins/{plugin_id}/allowed-domains", put_allowlist, methods=["PUT"]),
+    Route("/admin/plugins/{plugin_id}/allowed-domains", patch_allowlist, methods=["PATCH"]),
     Route("/admin/config/revisions", list_revisions, methods=["GET"]),
     Route("/admin/config/revisions/{rev}", get_revision, methods=["GET"]),
     Route("/admin/config/revisions/{rev}/revert", revert_revision, methods=["POST"]),

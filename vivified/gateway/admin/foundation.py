@@ -16,18 +16,31 @@ from vivified.gateway.bodies import json_object, read_json
 from vivified.gateway.params import (
     MAX_INT,
     invalid_query,
+    only_params,
     path_record_id,
+    query_choice,
     query_int,
     query_text,
     query_time,
 )
 from vivified.gateway.problems import Problem, not_found
 from vivified.registry.audit.chain import verify_chain
+from vivified.registry.audit.query import DECISIONS, LANES, decode_cursor, query_audit
 from vivified.registry.audit.query import MAX_LIMIT as AUDIT_MAX_LIMIT
-from vivified.registry.audit.query import decode_cursor, query_audit
 from vivified.registry.identity import registration_tokens as regtokens
 
 PLUGIN_ID = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
+AUDIT_PARAMS = (
+    "actor",
+    "target",
+    "lane",
+    "action",
+    "decision",
+    "since",
+    "until",
+    "limit",
+    "cursor",
+)
 ADMIN_BODY_CAP = 64 * 1024
 
 
@@ -113,6 +126,7 @@ async def list_registration_tokens(request: Request) -> Response:
     """Registration tokens' metadata (never the tokens)."""
     core = auth.core_of(request)
     await auth.admin(request, "plugins:manage")
+    only_params(request, ())
     return JSONResponse({"items": await regtokens.list_registration_tokens(core.sessions)})
 
 
@@ -147,15 +161,16 @@ async def audit_records(request: Request) -> Response:
     """Query the audit trail, newest first, with filters and a paging cursor."""
     core = auth.core_of(request)
     await auth.admin(request, "audit:read")
+    only_params(request, AUDIT_PARAMS)
     limit = query_int(request, "limit", 100, hi=AUDIT_MAX_LIMIT)
     try:
         items, cursor = await query_audit(
             core.sessions,
             actor=query_text(request, "actor"),
             target=query_text(request, "target"),
-            lane=query_text(request, "lane"),
+            lane=query_choice(request, "lane", LANES),
             action=query_text(request, "action"),
-            decision=query_text(request, "decision"),
+            decision=query_choice(request, "decision", DECISIONS),
             since=query_time(request, "since"),
             until=query_time(request, "until"),
             limit=limit or 100,

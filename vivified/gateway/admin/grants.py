@@ -13,9 +13,9 @@ from vivified.gateway import auth
 from vivified.gateway.admin.record import record_admin_action
 from vivified.gateway.bodies import json_object, read_json
 from vivified.gateway.operator.errors import LaneError
-from vivified.gateway.operator.lane import evaluate
+from vivified.gateway.operator.lane import judge
 from vivified.gateway.params import MAX_TEXT, path_contract, path_record_id, query_text
-from vivified.gateway.problems import Problem, not_found
+from vivified.gateway.problems import Problem, not_found, status_of
 from vivified.registry.store import grants
 
 ADMIN_BODY_CAP = 64 * 1024
@@ -154,11 +154,13 @@ async def explain(request: Request) -> Response:
         "method": method,
         "path": path,
     }
-    try:
-        target, route, reason = evaluate(core, snap, caller, target_id, method, path)
-    except LaneError as exc:
-        answer.update(decision="deny", status=exc.status, reason=exc.reason, detail=exc.detail)
+    verdict = judge(core, snap, caller, target_id, method, path)
+    if isinstance(verdict, LaneError):
+        answer.update(
+            decision="deny", status=status_of(verdict), reason=verdict.code, detail=verdict.message
+        )
         return JSONResponse(answer)
+    target, route, reason = verdict
     answer.update(
         decision="allow",
         status=200,

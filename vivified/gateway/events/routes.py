@@ -11,13 +11,15 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from vivified.gateway import auth
+from vivified.gateway.admin.record import record_admin_action
 from vivified.gateway.bodies import json_object, read_json
+from vivified.gateway.core import Core
 from vivified.gateway.events.stream import StreamUnavailable, cloud_event
 from vivified.gateway.middleware import request_id
 from vivified.gateway.params import path_int
-from vivified.gateway.problems import Problem
-from vivified.policy.events import STATUS, decide_publish
-from vivified.registry.audit.writer import AuditEvent
+from vivified.gateway.problems import Problem, event_status
+from vivified.policy.events import decide_publish
+from vivified.registry.audit.records import record_action
 from vivified.registry.event_catalogue import catalogue_json, data_problems, event_type
 
 EVENT_BODY_CAP = 256 * 1024
@@ -73,22 +75,21 @@ async def publish(request: Request) -> Response:
     )
 
     async def record(decision_: str, reason: str, status: int, eid: str = "") -> None:
-        await core.audit.record(
-            AuditEvent(
-                actor=claims.plugin_id,
-                lane="events",
-                action="publish",
-                target=kind,
-                decision=decision_,
-                reason=reason,
-                request_id=eid or request_id(request),
-                status=status,
-                latency_ms=(time.perf_counter() - started) * 1000,
-            )
+        await record_action(
+            core.audit,
+            lane="events",
+            action="publish",
+            actor=claims.plugin_id,
+            target=kind,
+            decision=decision_,
+            reason=reason,
+            request_id=eid or request_id(request),
+            status=status,
+            started=started,
         )
 
     if not decision:
-        status = STATUS[decision.reason]
+        status = event_status(decision.reason)
         await record("deny", decision.reason, status)
         errors = [{"path": "/type", "code": decision.reason, "message": decision.detail}]
         raise Problem(
@@ -133,12 +134,8 @@ async def dead_letters(request: Request) -> Response:
     return JSONResponse({"items": items})
 
 
-async def replay(request: Request) -> Response:
-    core = auth.core_of(request)
-    await auth.admin(request, "plugins:manage")
-    seq = path_int(request, "seq", "dead letter")
-    if core.dispatcher is None:
-        raise Problem(503, "events need NATS", code="stream_unavailable", headers=RETRY_AFTER)
+async def find_dead_letter(core: Core, seq: int) -> dict[str, Any]:
+    """Dead letter `seq` (404 when there is none, 503 without the event bus)."""
     try:
         items = {i["seq"]: i for i in await core.events.list_dead_letters(limit=10_000)}
     except StreamUnavailable as exc:
@@ -147,10 +144,50 @@ async def replay(request: Request) -> Response:
         ) from exc
     if seq not in items:
         raise Problem(404, f"no dead letter {seq}", code="not_found")
-    ok, status, error = await core.dispatcher.replay(seq, items[seq])
+    return items[seq]
+
+
+async def replay(request: Request) -> Response:
+    core = auth.core_of(request)
+    await auth.admin(request, "plugins:manage")
+    seq = path_int(request, "seq", "dead letter")
+    if core.dispatcher is None:
+        raise Problem(503, "events need NATS", code="stream_unavailable", headers=RETRY_AFTER)
+    item = await find_dead_letter(core, seq)
+    ok, status, error = await core.dispatcher.replay(seq, item)
     if not ok:
         raise Problem(502, f"the subscriber did not accept it ({error})", code="delivery_failed")
     return JSONResponse({"seq": seq, "delivered": True, "status": status})
+
+
+async def discard_dead_letter(request: Request, actor: str, seq: int) -> dict[str, Any]:
+    """Drop dead letter `seq` for good, audited as an admin action of `actor`."""
+    core = auth.core_of(request)
+    item = await find_dead_letter(core, seq)
+    try:
+        await core.events.delete_dead_letter(seq)
+    except Exception as exc:  # the bus went away between the lookup and the delete
+        raise Problem(
+            503, "the event bus is unavailable", code="stream_unavailable", headers=RETRY_AFTER
+        ) from exc
+    event = item.get("event") or {}
+    await record_admin_action(
+        request,
+        actor,
+        "dead_letter_discard",
+        item["subscriber"],
+        204,
+        reason="discarded",
+        detail={"seq": seq, "event": str(event.get("id", "")), "type": str(event.get("type", ""))},
+    )
+    return item
+
+
+async def discard(request: Request) -> Response:
+    principal = await auth.admin(request, "plugins:manage")
+    seq = path_int(request, "seq", "dead letter")
+    await discard_dead_letter(request, principal.actor, seq)
+    return Response(status_code=204)
 
 
 async def subscribers(request: Request) -> Response:
@@ -171,5 +208,6 @@ ROUTES = [
     Route("/events", publish, methods=["POST"]),
     Route("/admin/events/dead-letters", dead_letters, methods=["GET"]),
     Route("/admin/events/dead-letters/{seq}/replay", replay, methods=["POST"]),
+    Route("/admin/events/dead-letters/{seq}", discard, methods=["DELETE"]),
     Route("/admin/events/subscribers", subscribers, methods=["GET"]),
 ]

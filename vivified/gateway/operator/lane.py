@@ -21,25 +21,21 @@ from starlette.types import Receive, Scope, Send
 
 from vivified.gateway.core import Core
 from vivified.gateway.middleware import access_log, log_access
-from vivified.gateway.operator.errors import LaneError, send_problem
+from vivified.gateway.operator.errors import LaneError
 from vivified.gateway.operator.upstream import UpstreamAborted, forward
-from vivified.policy.operator import decide_call, status_for
+from vivified.gateway.problems import send_problem, status_of
+from vivified.policy.operator import decide_call
 from vivified.policy.paths import check_raw_path, match_endpoint
 from vivified.registry.audit.bounds import claimed
 from vivified.registry.audit.writer import AuditEvent
+from vivified.registry.errors import DomainError
 from vivified.registry.identity.bearer import extract_bearer
-from vivified.registry.identity.tokens import TokenError
 from vivified.registry.manifest.validator import RESERVED_IDS
 from vivified.registry.store.snapshot import PluginView, Snapshot
 
 log = logging.getLogger("vivified.operator")
 WATCH_AFTER = 0.1  # seconds before a call starts watching for the client going away
 SENSITIVE = frozenset({"pii", "phi"})
-_STATUS = {
-    "unknown_target": 404,
-    "target_not_active": 503,
-    "ambiguous_contract": 409,
-}
 
 
 @dataclass
@@ -90,27 +86,39 @@ def _split(raw_path: bytes) -> tuple[str, bytes]:
     return unquote(service.decode("ascii", "strict")), rest
 
 
-def evaluate(
+Verdict = tuple[PluginView, str, str] | LaneError
+
+
+def judge(
     core: Core, snap: Snapshot, caller_id: str, service: str, method: str, path: str
-) -> tuple[PluginView, str, str]:
+) -> Verdict:
     """Resolve the target, match the declared endpoint, decide: (target, route template,
-    allow reason), or LaneError. The lane and `GET /admin/policy/explain` both use this."""
+    allow reason), or the LaneError that refuses the call. The lane (`evaluate`) and
+    `GET /admin/policy/explain` both use this."""
     table = core.routes.for_snapshot(snap)
     found = table.resolve(service)
     if found.plugin is None:
-        raise LaneError(_STATUS[found.reason], found.reason, found.detail)
+        return LaneError(found.reason, found.detail)
     target = found.plugin
     route = match_endpoint(table.endpoints.get(target.id, ()), path)
     if route is None:
-        raise LaneError(
-            404, "endpoint_not_declared", f"{target.id} declares no endpoint for {path}"
-        )
+        return LaneError("endpoint_not_declared", f"{target.id} declares no endpoint for {path}")
     decision = decide_call(
         snap.plugins.get(caller_id), target, method=method, path=path, grants=snap.grants
     )
     if not decision:
-        raise LaneError(status_for(decision.reason), decision.reason, decision.detail)
+        return LaneError(decision.reason, decision.detail)
     return target, route.template, decision.reason
+
+
+def evaluate(
+    core: Core, snap: Snapshot, caller_id: str, service: str, method: str, path: str
+) -> tuple[PluginView, str, str]:
+    """`judge`, raising its LaneError."""
+    verdict = judge(core, snap, caller_id, service, method, path)
+    if isinstance(verdict, LaneError):
+        raise verdict
+    return verdict
 
 
 async def audit_room(core: Core) -> None:
@@ -122,7 +130,6 @@ async def audit_room(core: Core) -> None:
             await core.audit.room()
     except TimeoutError:
         raise LaneError(
-            503,
             "audit_unavailable",
             "the audit trail cannot record more calls now; retry shortly",
             retry_after=2,
@@ -132,43 +139,35 @@ async def audit_room(core: Core) -> None:
 async def admit(core: Core, call: Call, scope: Scope) -> tuple[PluginView, bytes, str]:
     """Every check before forwarding (HTTP and WebSocket alike): the raw path, the token,
     the target, the declared endpoint, policy, audit health, the circuit. Returns the target,
-    the still-encoded rest of the path and the decoded `/api/...` path; raises LaneError."""
+    the still-encoded rest of the path and the decoded `/api/...` path; raises LaneError or
+    TokenError."""
     raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
     raw_path = raw_path.split(b"?", 1)[0]
     verdict = check_raw_path(raw_path)
     if not verdict:
-        raise LaneError(400, verdict.reason, verdict.detail or "the path is not acceptable")
+        raise LaneError(verdict.reason, verdict.detail or "the path is not acceptable")
     service, rest = _split(raw_path)
     # The caller is unknown until its token verifies: the name is only a claim till then.
     call.target = claimed(service)
     if service in RESERVED_IDS:
-        raise LaneError(404, "not_found", f"/{service}/ is not an operator-lane route")
-    try:
-        token = extract_bearer(scope["headers"], scope.get("query_string", b""))
-    except TokenError as exc:
-        raise LaneError(401, exc.code, exc.message) from exc
+        raise LaneError("not_found", f"/{service}/ is not an operator-lane route")
+    token = extract_bearer(scope["headers"], scope.get("query_string", b""))
     snap = core.snapshot.current
     claims = core.tokens.verify_plugin_token_cached(token, snap.plugin_gen)
     if claims is None:
-        try:
-            claims = await core.tokens.verify_plugin_token(token, snap.plugin_gen)
-        except TokenError as exc:
-            raise LaneError(401, exc.code, exc.message) from exc
+        claims = await core.tokens.verify_plugin_token(token, snap.plugin_gen)
     call.caller, call.target = claims.plugin_id, service  # the writer bounds the name
     path = "/api/" + unquote(rest.decode("ascii"))
     target, route, reason = evaluate(core, snap, claims.plugin_id, service, call.method, path)
     call.target, call.route = target.id, route
     if not core.audit.healthy and target.classification & SENSITIVE:
         raise LaneError(
-            503,
             "audit_unavailable",
             "the audit store cannot be written; sensitive targets are refused until it recovers",
         )
     wait = core.circuits.retry_after(target.id)
     if wait is not None:
-        raise LaneError(
-            503, "circuit_open", f"{target.id} is failing; retry later", retry_after=wait
-        )
+        raise LaneError("circuit_open", f"{target.id} is failing; retry later", retry_after=wait)
     if core.audit.full:  # this call's record comes after its answer: room for it first
         await audit_room(core)
     call.decision, call.reason = "allow", reason
@@ -190,8 +189,8 @@ class OperatorLane:
         try:
             target, rest, path = await admit(core, call, scope)
             await self._forward(core, call, scope, receive, send, target, rest, path)
-        except LaneError as exc:
-            call.reason, call.status = exc.reason, exc.status
+        except DomainError as exc:  # a LaneError, or the TokenError of the caller's token
+            call.reason, call.status = exc.code, status_of(exc)
             await send_problem(send, exc, rid)
         except UpstreamAborted:
             pass  # the response had started: returning unfinished makes the server cut it
@@ -199,8 +198,7 @@ class OperatorLane:
             log.exception("operator lane failed", extra={"request_id": rid})
             call.reason, call.status = "internal_error", 500
             with contextlib.suppress(Exception):
-                error = LaneError(500, "internal_error", "see the server log")
-                await send_problem(send, error, rid)
+                await send_problem(send, LaneError("internal_error", "see the server log"), rid)
         finally:
             await core.audit.record(call.event())  # waits when the queue is full; never drops
             if access_log.isEnabledFor(logging.INFO):  # skip building the record when not logged

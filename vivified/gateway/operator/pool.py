@@ -8,7 +8,15 @@ call; this protocol does the same job with `httptools` (llhttp, which uvicorn al
 to parse the caller's side). WebSocket upgrades still go through aiohttp (`operator_ws`).
 
 Errors are three kinds, which the lane maps to status codes: `ConnectFailed` (502),
-`UpstreamTimeout` (504) and `UpstreamBroken` (502: the target cut or garbled the exchange).
+`UpstreamTimeout` (504) and `UpstreamBroken` (502: the target cut or garbled the exchange;
+`UpstreamBadResponse`, reason `upstream_bad_response`, when the response itself is refused).
+
+A response head is bounded and checked before anything of it is forwarded: at most
+`MAX_HEADERS` fields and `MAX_HEAD_BYTES` bytes (interim 1xx heads included, at most
+`MAX_INTERIM` of them), a status from 100 to 599, HTTP/1.0 or 1.1. llhttp (strict mode)
+refuses bad framing itself: a duplicate or conflicting Content-Length, Content-Length with
+Transfer-Encoding, obs-fold, a bare LF, control characters; every such refusal is an
+`UpstreamBadResponse` too.
 """
 
 from __future__ import annotations
@@ -28,6 +36,10 @@ import httptools
 
 HIGH_WATER = 256 * 1024  # buffered response bytes that pause reading from the target
 LOW_WATER = 64 * 1024
+MAX_HEADERS = 100  # header fields of one response head
+MAX_HEAD_BYTES = 64 * 1024  # bytes of the response head(s) before the body
+MAX_INTERIM = 8  # interim (1xx) responses before the final one
+HTTP_VERSIONS = ("1.1", "1.0")
 
 
 class UpstreamError(Exception):
@@ -44,6 +56,16 @@ class UpstreamTimeout(UpstreamError):
 
 class UpstreamBroken(UpstreamError):
     pass
+
+
+class UpstreamBadResponse(UpstreamBroken):
+    """The target's response is malformed or over a bound; nothing of it is forwarded."""
+
+    reason = "upstream_bad_response"
+
+
+class _BadHead(Exception):
+    """Raised inside an llhttp callback; surfaces as the parser error's context."""
 
 
 @dataclass(frozen=True)
@@ -108,6 +130,9 @@ class Exchange(asyncio.Protocol):
         self.keep_alive = False
         self.got_bytes = False
         self.error: BaseException | None = None
+        self._head_bytes = 0  # head bytes received so far (while the head is incomplete)
+        self._field_bytes = 0  # bytes of the header fields parsed so far
+        self._interims = 0
         self._body: deque[bytes] = deque()
         self._buffered = 0
         self._paused = False
@@ -129,8 +154,15 @@ class Exchange(asyncio.Protocol):
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as exc:
-            self._fail(UpstreamBroken(f"unparseable response: {exc}"))
+            why = exc.__context__ if isinstance(exc.__context__, _BadHead) else exc
+            self._fail(UpstreamBadResponse(f"bad response from the target: {why}"))
             self.close()
+            return
+        if not self.headers_done:  # a head that never ends is refused at the bound too
+            self._head_bytes += len(data)
+            if self._head_bytes > MAX_HEAD_BYTES:
+                self._fail(UpstreamBadResponse(f"response head over {MAX_HEAD_BYTES} bytes"))
+                self.close()
 
     def eof_received(self) -> bool | None:
         return None  # close the transport; connection_lost settles the exchange
@@ -159,11 +191,23 @@ class Exchange(asyncio.Protocol):
     # -- llhttp callbacks -------------------------------------------------------------------
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        self._field_bytes += len(name) + len(value) + 4
+        if len(self.headers) >= MAX_HEADERS:
+            raise _BadHead(f"more than {MAX_HEADERS} header fields")
+        if self._field_bytes > MAX_HEAD_BYTES:
+            raise _BadHead(f"response head over {MAX_HEAD_BYTES} bytes")
         self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         status = self.parser.get_status_code()
+        if not 100 <= status <= 599:
+            raise _BadHead("status code out of range")
+        if self.parser.get_http_version() not in HTTP_VERSIONS:
+            raise _BadHead("not an HTTP/1.x response")
         if 100 <= status < 200:  # interim (100 Continue, 103 Early Hints): wait for the final
+            self._interims += 1
+            if self._interims > MAX_INTERIM:
+                raise _BadHead(f"more than {MAX_INTERIM} interim responses")
             self._interim = True
             self.headers = []
             return

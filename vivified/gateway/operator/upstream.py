@@ -20,6 +20,7 @@ from vivified.gateway.operator.headers import header_value, request_headers, res
 from vivified.gateway.operator.pool import (
     ConnectFailed,
     Origin,
+    UpstreamBadResponse,
     UpstreamError,
     UpstreamPool,
     UpstreamTimeout,
@@ -75,12 +76,12 @@ def _declared_length(scope: Scope) -> int | None:
     lengths = header_value(headers, b"content-length")
     if header_value(headers, b"transfer-encoding"):
         if lengths:
-            raise LaneError(400, "ambiguous_framing", "send Content-Length or chunked, not both")
+            raise LaneError("ambiguous_framing", "send Content-Length or chunked, not both")
         return None
     if not lengths:
         return 0
     if len(set(lengths)) != 1 or not lengths[0].isdigit():
-        raise LaneError(400, "bad_content_length", "the Content-Length header is invalid")
+        raise LaneError("bad_content_length", "the Content-Length header is invalid")
     return int(lengths[0])
 
 
@@ -98,7 +99,7 @@ async def forward(
     cap = core.settings.max_body_bytes
     declared = _declared_length(scope)
     if declared is not None and declared > cap:
-        raise LaneError(413, "body_too_large", f"the body is larger than {cap} bytes")
+        raise LaneError("body_too_large", f"the body is larger than {cap} bytes")
     body_error = ""
 
     async def body() -> AsyncIterator[bytes]:
@@ -163,21 +164,23 @@ async def forward(
         core.circuits.success(target.id)
     except (BodyTooLarge, ClientGone, UpstreamError) as exc:
         if body_error == "body_too_large" and not started:
-            raise LaneError(413, "body_too_large", f"the body is larger than {cap} bytes") from exc
+            raise LaneError("body_too_large", f"the body is larger than {cap} bytes") from exc
         if body_error:
             call.status, call.reason = 499 if not started else call.status, body_error
             raise UpstreamAborted(body_error) from exc
         if isinstance(exc, UpstreamTimeout):
-            reason, status, what = "upstream_timeout", 504, "did not answer in time"
+            reason, what = "upstream_timeout", "did not answer in time"
         elif isinstance(exc, ConnectFailed):
-            reason, status, what = "upstream_refused", 502, "refused the connection"
+            reason, what = "upstream_refused", "refused the connection"
+        elif isinstance(exc, UpstreamBadResponse):
+            reason, what = "upstream_bad_response", "sent a malformed or oversized response"
         else:
-            reason, status, what = "upstream_failed", 502, "broke off the exchange"
+            reason, what = "upstream_failed", "broke off the exchange"
         core.circuits.failure(target.id)
         if started:  # too late for a problem document: cut the response short
             call.reason = reason
             raise UpstreamAborted(reason) from exc
-        raise LaneError(status, reason, f"{target.id} {what}") from exc
+        raise LaneError(reason, f"{target.id} {what}") from exc
 
 
 def _request_head(

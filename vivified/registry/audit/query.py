@@ -14,6 +14,8 @@ from vivified.registry.store.tables import AuditRecord
 
 MAX_LIMIT = 1000
 DECISIONS = frozenset({"allow", "deny", "report"})
+# Every lane that writes records (`AuditEvent.lane`): the values a `lane` filter may take.
+LANES = frozenset({"admin", "egress", "events", "health", "operator", "registry"})
 
 
 def encode_cursor(last_id: int) -> str:

@@ -11,9 +11,12 @@ characters, numbers), whoever produced it. A write the store cannot take now (co
 lock, missing table) is retried with backoff, never skipped; `healthy` turns False meanwhile
 so lanes can fail closed for sensitive targets. A write the store refuses for its values (a
 data error) is not retried as is: the batch is split in halves until the refused record is
-found, the others are written in order, and the refused one is replaced by a sanitised
-stand-in (reason `unstorable_record`); if even that is refused it is logged and skipped. Each
-part is its own transaction on the chain head, so the chain stays whole either way.
+found, the others are written in order, and the refused one goes to the quarantine table
+(`quarantine`: ASCII JSON, outside the chain) while a sanitised stand-in (reason
+`unstorable_record`, `detail.quarantine_id` naming the row) takes its place in the chain, both
+in one transaction, with an ERROR in the log (no values). If even the stand-in is refused, the
+record is quarantined alone and the chain skips it (logged too). Each part is its own
+transaction on the chain head, so the chain stays whole either way.
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionm
 
 from vivified.registry.audit.bounds import bound_event, error_code, is_data_error, stand_in
 from vivified.registry.audit.chain import HASHED_COLUMNS, body_hash, canonical_detail
+from vivified.registry.audit.quarantine import Quarantined, payload
+from vivified.registry.audit.quarantine import insert as quarantine_insert
 
 log = logging.getLogger("vivified.audit")
 
@@ -144,6 +149,7 @@ class AuditWriter:
         self._healthy = True
         self._taken = asyncio.Event()  # set whenever the writer takes records off the queue
         self.written = 0
+        self.quarantined = 0  # records this writer put in the quarantine table
 
     # -- producers ---------------------------------------------------------------------------
 
@@ -174,36 +180,6 @@ class AuditWriter:
         while self._queue.full():
             self._taken.clear()
             await self._taken.wait()
-
-    async def record_timed(
-        self,
-        *,
-        lane: str,
-        action: str,
-        actor: str,
-        target: str,
-        decision: str,
-        reason: str,
-        request_id: str,
-        status: int,
-        started: float,
-        detail: dict[str, Any] | None = None,
-    ) -> None:
-        """`record` an event whose latency runs from `started` (a perf_counter reading)."""
-        await self.record(
-            AuditEvent(
-                actor=actor,
-                lane=lane,
-                action=action,
-                target=target,
-                decision=decision,
-                reason=reason,
-                request_id=request_id,
-                status=status,
-                latency_ms=since(started),
-                detail=dict(detail or {}),
-            )
-        )
 
     def set_on_commit(self, on_commit: OnCommit | None) -> None:
         """Called with every committed batch (e.g. to mirror records to NATS)."""
@@ -272,13 +248,19 @@ class AuditWriter:
         """Write `batch` in order, whatever it takes: retry while the store is unavailable,
         split it when the store refuses its data (see the module docstring)."""
         self._in_flight = len(batch)
-        # The parts still to write, in order; `True` marks a stand-in for a refused record.
-        todo: list[tuple[list[AuditEvent], bool]] = [(batch, False)]
+        # The parts still to write, in order: (events, quarantine, alone). A stand-in goes
+        # with its quarantine entry; `alone` is that entry without a stand-in in the chain.
+        todo: list[_Part] = [(batch, None, False)]
         delay = 0.05
         while todo:
-            events, substitute = todo[0]
+            events, quarantine, alone = todo[0]
+            rows: list[tuple[Any, ...]] = []
             try:
-                rows = await self._append(events)
+                if alone:
+                    assert quarantine is not None
+                    qid = await self._quarantine_only(quarantine)
+                else:
+                    rows, qid = await self._append(events, quarantine)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -289,41 +271,50 @@ class AuditWriter:
                     await asyncio.sleep(delay)
                     delay = min(delay * 2, _MAX_BACKOFF)
                     continue
-                replacement = self._isolate(events, substitute, exc)
+                replacement = self._isolate(events, quarantine, alone, exc)
                 todo[0:1] = replacement
-                if not replacement:  # the stand-in was refused too: skipped
+                if not replacement:  # not even the quarantine took it: skipped
                     await self._committed(1, [])
                 continue
             del todo[0]
             delay = 0.05
-            await self._committed(1 if substitute else len(events), rows)
+            if quarantine is not None:
+                self.quarantined += 1
+                _alert(quarantine, qid, in_chain=not alone)
+            await self._committed(1 if quarantine is not None else len(events), rows)
         self._in_flight = 0
 
     def _isolate(
-        self, events: list[AuditEvent], substitute: bool, exc: BaseException
-    ) -> list[tuple[list[AuditEvent], bool]]:
-        """What replaces a part the store refused for its data: its two halves, a stand-in
-        for a single record, or nothing for a refused stand-in (logged, no values)."""
-        if len(events) > 1:
+        self,
+        events: list[AuditEvent],
+        quarantine: Quarantined | None,
+        alone: bool,
+        exc: BaseException,
+    ) -> list[_Part]:
+        """What replaces a part the store refused for its data: its two halves; a stand-in
+        with the record's quarantine entry; the entry alone when the stand-in was refused;
+        nothing when even that was refused (logged, no values)."""
+        if quarantine is None and len(events) > 1:
             half = len(events) // 2
-            return [(events[:half], False), (events[half:], False)]
-        (event,) = events
-        safe = event if substitute else stand_in(event, exc)  # safe ASCII, none of its detail
-        where = f"lane={safe.lane} action={safe.action} decision={safe.decision}"
-        where += f" time={safe.time} request_id={safe.request_id}"
-        if not substitute:
-            log.warning(
-                "audit store refused a record (%s); storing a stand-in: %s",
-                error_code(exc),
-                where,
-            )
-            return [([safe], True)]
+            return [(events[:half], None, False), (events[half:], None, False)]
+        if quarantine is None:
+            (event,) = events
+            safe = stand_in(event, exc)  # safe ASCII, none of its detail
+            entry = Quarantined(safe, error_code(exc), payload(event))
+            return [([safe], entry, False)]
+        if not alone:
+            return [([], quarantine, True)]
         log.error(
-            "audit store refused a record and its stand-in (%s); skipped: %s",
+            "audit store refused a record, its stand-in and its quarantine entry (%s);"
+            " skipped: %s",
             error_code(exc),
-            where,
+            _where(quarantine.safe),
         )
         return []
+
+    async def _quarantine_only(self, q: Quarantined) -> int:
+        async with self._sessions() as s, s.begin():
+            return await quarantine_insert(await s.connection(), q)
 
     async def _committed(self, taken: int, rows: list[tuple[Any, ...]]) -> None:
         """`taken` queued records are done (`rows` stored for them): account, mirror."""
@@ -338,8 +329,11 @@ class AuditWriter:
             except Exception:
                 log.exception("audit mirror failed (the records are stored)")
 
-    async def _append(self, batch: Sequence[AuditEvent]) -> list[tuple[Any, ...]]:
-        """Append `batch` to the chain in one transaction; returns the stored rows' values."""
+    async def _append(
+        self, batch: Sequence[AuditEvent], quarantine: Quarantined | None = None
+    ) -> tuple[list[tuple[Any, ...]], int]:
+        """Append `batch` to the chain in one transaction; returns the stored rows' values
+        (and the id of the quarantine row stored with a stand-in, else 0)."""
         # Core statements on the session's connection, not the ORM: an ORM get and flush of
         # the head row cost ~1 ms per batch, as much as a hundred records.
         async with self._sessions() as s, s.begin():
@@ -351,6 +345,11 @@ class AuditWriter:
             if head is None:
                 raise RuntimeError("the audit chain head row is missing (run migrations)")
             last_id, last_hash = head
+            qid = 0
+            if quarantine is not None:  # the stand-in names the row its record went to
+                qid = await quarantine_insert(conn, quarantine)
+                for event in batch:
+                    event.detail = {**event.detail, "quarantine_id": qid}
             params: list[tuple[Any, ...]] = []
             for n, event in enumerate(batch, 1):
                 if n % YIELD_EVERY == 0:
@@ -384,4 +383,33 @@ class AuditWriter:
             # everything else in a batch. Values are plain, detail is JSON text.
             await _insert(conn, params)
             await conn.execute(_MOVE_HEAD, {"last_id": last_id, "last_hash": last_hash})
-        return params
+        return params, qid
+
+
+_Part = tuple[list[AuditEvent], Quarantined | None, bool]
+
+
+def _where(safe: AuditEvent) -> str:
+    """Where a refused record was, in safe ASCII and without its values."""
+    where = f"lane={safe.lane} action={safe.action} decision={safe.decision}"
+    return where + f" time={safe.time} request_id={safe.request_id}"
+
+
+def _alert(q: Quarantined, qid: int, *, in_chain: bool) -> None:
+    """The operator's alert for a quarantined record: an ERROR naming the row, no values."""
+    if in_chain:
+        log.error(
+            "audit store refused a record (%s); quarantined as audit_quarantine id=%d,"
+            " a stand-in holds its place in the chain: %s",
+            q.refused,
+            qid,
+            _where(q.safe),
+        )
+    else:
+        log.error(
+            "audit store refused a record and its stand-in (%s); skipped in the chain,"
+            " quarantined as audit_quarantine id=%d: %s",
+            q.refused,
+            qid,
+            _where(q.safe),
+        )

@@ -1,10 +1,18 @@
-"""Ed25519 signing keys, persisted in the registry and published as a JWK Set."""
+"""Ed25519 signing keys, persisted in the registry and published as a JWK Set.
+
+Every replica holds the keys in memory and signs with the newest unretired one. A rotation
+(any replica, or the CLI) writes the registry; the others pick it up with `reload()`, which
+the config layer runs on a change notice and on a safety-net timer. A retired key stays
+published until `publish_until`: the rotation sets it past the expiry of the last token the
+key can have signed, counting replicas that sign with it until they reload."""
 
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import json
+import logging
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +26,7 @@ from sqlmodel import col, select
 
 from vivified.registry.store.tables import SigningKey
 
+log = logging.getLogger(__name__)
 REFRESH_MIN_INTERVAL = 5.0
 
 
@@ -69,7 +78,7 @@ class KeyStore:
         self._sessions = sessions
         self._keys: dict[str, _Key] = {}
         self._current: str | None = None
-        self._last_refresh = 0.0
+        self._last_unknown_refresh = 0.0  # the last reload asked for by an unknown `kid`
 
     async def load(self, *, create: bool = True) -> None:
         """Read every key; create the first one when there is none (and `create`)."""
@@ -86,12 +95,28 @@ class KeyStore:
         self._install(rows)
 
     async def _read(self) -> list[SigningKey]:
+        # One order on every replica, so that they all publish the same JWK Set.
+        stmt = select(SigningKey).order_by(col(SigningKey.created_at), col(SigningKey.kid))
         async with self._sessions() as s:
-            return list((await s.execute(select(SigningKey))).scalars().all())
+            return list((await s.execute(stmt)).scalars().all())
+
+    async def reload(self) -> bool:
+        """Read the keys again (after a rotation elsewhere); True when the signer changed."""
+        before = self._current
+        self._install(await self._read())
+        if before is not None and self._current != before:
+            log.info("signing with key %s (rotated elsewhere)", self._current)
+        return self._current != before
 
     def _install(self, rows: list[SigningKey]) -> None:
         keys: dict[str, _Key] = {}
         for row in rows:
+            known = self._keys.get(row.kid)
+            if known is not None:  # a reload: only the retirement can have changed
+                keys[row.kid] = dataclasses.replace(
+                    known, retired_at=row.retired_at, publish_until=row.publish_until
+                )
+                continue
             private = serialization.load_pem_private_key(row.private_pem.encode(), password=None)
             assert isinstance(private, Ed25519PrivateKey)
             seed = private.private_bytes(
@@ -113,8 +138,7 @@ class KeyStore:
         if not active:
             raise RuntimeError("every signing key is retired; run `vivified keys rotate`")
         self._keys = keys
-        self._current = max(active, key=lambda k: k.created_at).kid
-        self._last_refresh = time.monotonic()
+        self._current = max(active, key=lambda k: (k.created_at, k.kid)).kid
 
     async def rotate(self, *, publish_for: float) -> str:
         """Start signing with a new key; the old one stays published for `publish_for` s."""
@@ -134,11 +158,14 @@ class KeyStore:
         return row.kid
 
     async def refresh_if_unknown(self, kid: str) -> bool:
-        """Reload when a token names a key we don't know, at most once per 5 s."""
+        """Reload when a token names a key we don't know (a rotation this replica has not
+        heard of yet), at most once per 5 s: made-up `kid`s cannot flood the database. The
+        periodic reload does not count against it."""
         if kid in self._keys:
             return True
-        if time.monotonic() - self._last_refresh < REFRESH_MIN_INTERVAL:
+        if time.monotonic() - self._last_unknown_refresh < REFRESH_MIN_INTERVAL:
             return False
+        self._last_unknown_refresh = time.monotonic()
         self._install(await self._read())
         return kid in self._keys
 

@@ -23,6 +23,7 @@ from typing import Any
 
 import jwt
 
+from vivified.registry.errors import DomainError
 from vivified.registry.identity.keys import KeyStore
 
 MAX_TOKEN_BYTES = 8 * 1024
@@ -60,13 +61,8 @@ TOKEN_ERROR_CODES = frozenset(
 )
 
 
-class TokenError(Exception):
+class TokenError(DomainError):
     """A refused token: a stable `code` and a message that never repeats the token."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 @dataclass(frozen=True)

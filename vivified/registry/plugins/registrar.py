@@ -14,7 +14,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import col
 
 from vivified.registry.audit.bounds import claimed
+from vivified.registry.audit.records import record_action
 from vivified.registry.audit.writer import AuditWriter
+from vivified.registry.errors import DomainError, RefusalStatus
 from vivified.registry.identity import registration_tokens
 from vivified.registry.identity.tokens import TokenError, TokenService
 from vivified.registry.manifest.diff import needs_approval, risk_rating
@@ -51,7 +53,9 @@ class Registrar:
         *,
         registration_mode: str,
         phi_min_retention_days: int,
+        refusal_status: RefusalStatus,
     ) -> None:
+        """`refusal_status` numbers a refusal in its audit record (see `registry.errors`)."""
         self._sessions = sessions
         # One registry write at a time from this process: concurrent SQLite writers otherwise
         # meet in SQLite's busy handler, which sleeps (up to 100 ms a turn) instead of queueing.
@@ -61,27 +65,25 @@ class Registrar:
         self._snapshot = snapshot
         self._open = registration_mode == "open"
         self._min_retention = phi_min_retention_days
+        self._refusal_status = refusal_status
 
     # -- credentials -----------------------------------------------------------------------
 
     async def credential(self, bearer: str | None) -> Credential:
-        """Identify the registering party; raises RegistryError(401) for a bad credential."""
+        """Identify the registering party; raises RegistryError or TokenError for a bad
+        credential."""
         if bearer is None:
             if self._open:
                 return Credential("open", "anonymous")
-            raise RegistryError(401, "missing_token", "registration needs a registration token")
+            raise RegistryError("missing_token", "registration needs a registration token")
         if looks_like_jwt(bearer):
-            try:
-                claims = await self._tokens.verify_plugin_token(
-                    bearer, self._snapshot.current.plugin_gen
-                )
-            except TokenError as exc:
-                raise RegistryError(401, exc.code, exc.message) from exc
+            claims = await self._tokens.verify_plugin_token(
+                bearer, self._snapshot.current.plugin_gen
+            )
             return Credential("plugin_token", claims.plugin_id, claims.plugin_id)
         row = await registration_tokens.find_usable(self._sessions, bearer)
         if row is None:
             raise RegistryError(
-                401,
                 "invalid_registration_token",
                 "the registration token is unknown, expired, revoked or used up",
             )
@@ -99,7 +101,6 @@ class Registrar:
         )
         if not result.ok or result.manifest is None:
             raise RegistryError(
-                422,
                 "invalid_manifest",
                 f"the manifest has {len(result.errors)} problem(s)",
                 [p.to_dict() for p in result.errors],
@@ -121,31 +122,34 @@ class Registrar:
                 target = pid  # a checked caller's id (the writer still bounds it)
             manifest, warnings = self.validate(body)
             outcome = await self._store(manifest, warnings, cred)
-        except RegistryError as exc:
-            await self._record(
-                "register",
-                actor,
-                target,
-                "deny",
-                exc.code,
-                request_id,
-                exc.status,
-                started,
-                {"errors": [e.get("code") for e in exc.errors or ()]},
+        except DomainError as exc:  # a RegistryError, or the TokenError of a plugin token
+            await record_action(
+                self._audit,
+                lane="registry",
+                action="register",
+                actor=actor,
+                target=target,
+                decision="deny",
+                reason=exc.code,
+                request_id=request_id,
+                status=self._refusal_status(exc),
+                started=started,
+                detail={"errors": [e.get("code") for e in exc.errors or ()]},
             )
             raise
         await self._snapshot.changed("plugins")
-        status = 201 if outcome.created else 200
-        await self._record(
-            "register",
-            actor,
-            manifest["id"],
-            "allow",
-            "registered" if outcome.created else "reregistered",
-            request_id,
-            status,
-            started,
-            {"status": outcome.body["status"]},
+        await record_action(
+            self._audit,
+            lane="registry",
+            action="register",
+            actor=actor,
+            target=manifest["id"],
+            decision="allow",
+            reason="registered" if outcome.created else "reregistered",
+            request_id=request_id,
+            status=201 if outcome.created else 200,
+            started=started,
+            detail={"status": outcome.body["status"]},
         )
         return outcome
 
@@ -187,7 +191,7 @@ class Registrar:
                     created = False
                 gen, status = row.gen, row.status
         except IntegrityError as exc:
-            raise RegistryError(409, "plugin_id_taken", f"plugin id {pid!r} is taken") from exc
+            raise RegistryError("plugin_id_taken", f"plugin id {pid!r} is taken") from exc
         issued = self._tokens.issue_plugin_token(pid, gen)
         body: dict[str, Any] = {
             "id": pid,
@@ -204,7 +208,6 @@ class Registrar:
     async def _consume(self, s: AsyncSession, cred: Credential) -> None:
         if cred.token_id is not None and not await registration_tokens.consume(s, cred.token_id):
             raise RegistryError(
-                401,
                 "invalid_registration_token",
                 "the registration token is expired, revoked or used up",
             )
@@ -217,12 +220,21 @@ class Registrar:
         async with self._writes, self._sessions() as s, s.begin():
             row = await s.get(Plugin, pid, with_for_update=True)
             if row is None:
-                raise RegistryError(404, "not_found", f"no plugin {pid!r}")
+                raise RegistryError("not_found", f"no plugin {pid!r}")
             try:
                 self.validate(row.manifest)
-            except RegistryError:
-                await self._record(
-                    "enable", actor, pid, "deny", "invalid_manifest", request_id, 422, started
+            except RegistryError as exc:
+                await record_action(
+                    self._audit,
+                    lane="registry",
+                    action="enable",
+                    actor=actor,
+                    target=pid,
+                    decision="deny",
+                    reason=exc.code,
+                    request_id=request_id,
+                    status=self._refusal_status(exc),
+                    started=started,
                 )
                 raise
             approved = approved_manifest(row)
@@ -237,7 +249,18 @@ class Registrar:
             row.updated_at = time.time()
             record = plugin_record(row)
         await self._snapshot.changed("plugins")
-        await self._record("enable", actor, pid, "allow", "enabled", request_id, 200, started)
+        await record_action(
+            self._audit,
+            lane="registry",
+            action="enable",
+            actor=actor,
+            target=pid,
+            decision="allow",
+            reason="enabled",
+            request_id=request_id,
+            status=200,
+            started=started,
+        )
         return record
 
     async def disable(
@@ -248,13 +271,24 @@ class Registrar:
         async with self._writes, self._sessions() as s, s.begin():
             row = await s.get(Plugin, pid, with_for_update=True)
             if row is None:
-                raise RegistryError(404, "not_found", f"no plugin {pid!r}")
+                raise RegistryError("not_found", f"no plugin {pid!r}")
             row.status = "disabled"
             row.gen += 1
             row.updated_at = time.time()
             record = plugin_record(row)
         await self._snapshot.changed("plugins")
-        await self._record("disable", actor, pid, "allow", reason, request_id, 200, started)
+        await record_action(
+            self._audit,
+            lane="registry",
+            action="disable",
+            actor=actor,
+            target=pid,
+            decision="allow",
+            reason=reason,
+            request_id=request_id,
+            status=200,
+            started=started,
+        )
         return record
 
     async def unregister(self, pid: str, actor: str, request_id: str) -> None:
@@ -263,15 +297,24 @@ class Registrar:
         async with self._writes, self._sessions() as s, s.begin():
             row = await s.get(Plugin, pid, with_for_update=True)
             if row is None:
-                raise RegistryError(404, "not_found", f"no plugin {pid!r}")
+                raise RegistryError("not_found", f"no plugin {pid!r}")
             await s.delete(row)
             await s.execute(
                 delete(Grant).where(or_(col(Grant.caller) == pid, col(Grant.target) == pid))
             )
             await s.execute(delete(ContractChoice).where(col(ContractChoice.plugin_id) == pid))
         await self._snapshot.changed("plugins")
-        await self._record(
-            "unregister", actor, pid, "allow", "unregistered", request_id, 204, started
+        await record_action(
+            self._audit,
+            lane="registry",
+            action="unregister",
+            actor=actor,
+            target=pid,
+            decision="allow",
+            reason="unregistered",
+            request_id=request_id,
+            status=204,
+            started=started,
         )
 
     async def refresh_token(self, pid: str, bearer: str, request_id: str) -> dict[str, Any]:
@@ -282,58 +325,47 @@ class Registrar:
                 bearer, self._snapshot.current.plugin_gen
             )
         except TokenError as exc:
-            await self._record(
-                "token_refresh",
-                "anonymous",
-                claimed(pid),  # from the path of an unauthenticated call
-                "deny",
-                exc.code,
-                request_id,
-                401,
-                started,
+            await record_action(
+                self._audit,
+                lane="registry",
+                action="token_refresh",
+                actor="anonymous",
+                target=claimed(pid),  # from the path of an unauthenticated call
+                decision="deny",
+                reason=exc.code,
+                request_id=request_id,
+                status=self._refusal_status(exc),
+                started=started,
             )
-            raise RegistryError(401, exc.code, exc.message) from exc
+            raise
         if claims.plugin_id != pid:
-            await self._record(
-                "token_refresh",
-                claims.plugin_id,
-                pid,
-                "deny",
-                "token_for_other_plugin",
-                request_id,
-                403,
-                started,
+            other = RegistryError(
+                "token_for_other_plugin", "a plugin may refresh only its own token"
             )
-            raise RegistryError(
-                403, "token_for_other_plugin", "a plugin may refresh only its own token"
+            await record_action(
+                self._audit,
+                lane="registry",
+                action="token_refresh",
+                actor=claims.plugin_id,
+                target=pid,
+                decision="deny",
+                reason=other.code,
+                request_id=request_id,
+                status=self._refusal_status(other),
+                started=started,
             )
+            raise other
         issued = self._tokens.issue_plugin_token(pid, claims.gen)
-        await self._record(
-            "token_refresh", pid, pid, "allow", "token_refreshed", request_id, 200, started
+        await record_action(
+            self._audit,
+            lane="registry",
+            action="token_refresh",
+            actor=pid,
+            target=pid,
+            decision="allow",
+            reason="token_refreshed",
+            request_id=request_id,
+            status=200,
+            started=started,
         )
         return {"token": issued.token, "expires_at": issued.expires_at}
-
-    async def _record(
-        self,
-        action: str,
-        actor: str,
-        target: str,
-        decision: str,
-        reason: str,
-        request_id: str,
-        status: int,
-        started: float,
-        detail: Mapping[str, Any] | None = None,
-    ) -> None:
-        await self._audit.record_timed(
-            lane="registry",
-            action=action,
-            actor=actor,
-            target=target,
-            decision=decision,
-            reason=reason,
-            request_id=request_id,
-            status=status,
-            started=started,
-            detail=dict(detail or {}),
-        )

@@ -3,30 +3,17 @@ re-registration changes (a widening change waits for an admin's approval)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from vivified.registry.errors import DomainError
 from vivified.registry.manifest.diff import diff_manifests, needs_approval
 from vivified.registry.plugins.record import approved_manifest
 from vivified.registry.store.tables import Plugin
 
 
-class RegistryError(Exception):
-    """A registry operation was refused; the gateway maps it to problem+json."""
-
-    def __init__(
-        self,
-        status: int,
-        code: str,
-        message: str,
-        errors: Sequence[Mapping[str, Any]] | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.errors = errors
+class RegistryError(DomainError):
+    """A registry operation was refused; the gateway maps its code to problem+json."""
 
 
 @dataclass(frozen=True)
@@ -43,7 +30,6 @@ def _check_binding(pid: str, cred: Credential) -> None:
     """A registration token bound to another id is refused, whether `pid` is new or known."""
     if cred.kind == "registration_token" and cred.plugin_id not in (None, pid):
         raise RegistryError(
-            403,
             "registration_token_bound",
             f"this registration token is bound to {cred.plugin_id!r}",
         )
@@ -53,7 +39,7 @@ def check_new(pid: str, cred: Credential) -> None:
     """A new id: any registration token not bound to another id, or open registration."""
     if cred.kind == "plugin_token":
         raise RegistryError(
-            403, "token_for_other_plugin", "a plugin token can only re-register its own plugin"
+            "token_for_other_plugin", "a plugin token can only re-register its own plugin"
         )
     _check_binding(pid, cred)
 
@@ -64,7 +50,6 @@ def check_existing(pid: str, cred: Credential) -> None:
     own = cred.plugin_id == pid and cred.kind in {"plugin_token", "registration_token"}
     if not own:
         raise RegistryError(
-            409,
             "plugin_id_taken",
             f"plugin id {pid!r} belongs to another owner; re-register with the plugin's own "
             "token or a registration token bound to this id",
