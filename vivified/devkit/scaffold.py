@@ -113,6 +113,7 @@ def build_manifest(
         "name": title_of(name),
         "version": "0.1.0",
         "description": f"{title_of(name)}: describe what it does",
+        "docs": "/docs.md",  # served by app.py; core shows it in the console
         "contracts": [contract or contract_of(name)],
         "traits": traits,
         "dependencies": [],

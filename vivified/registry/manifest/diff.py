@@ -39,6 +39,7 @@ SCALAR_FIELDS: tuple[str, ...] = (
     "compliance.data_retention_days",
     "health_check",
     "resources",
+    "docs",
 )
 
 

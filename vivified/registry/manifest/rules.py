@@ -36,6 +36,11 @@ VERSION_MAX = 256
 PATH_MAX = 2048
 MAX_ITEMS = 256
 MAX_DEPTH = 32
+DOCS_MAX = 256
+# `docs` is a path on the plugin's own base URL: no host (`//`, `\`), no way up (`..`; no
+# percent-encoded dot, slash or backslash either), no scheme anywhere, no fragment, no
+# whitespace or control characters.
+_DOCS_BAD = re.compile(r"^//|\\|\.\.|%2e|%2f|%5c|://|#|[\s\x00-\x1f\x7f]", re.IGNORECASE)
 
 RESERVED_IDS: frozenset[str] = frozenset(
     {
@@ -52,7 +57,7 @@ AUDIT_LEVELS: tuple[str, ...] = ("none", "basic", "detailed", "complete")
 TOP_LEVEL_FIELDS: tuple[str, ...] = (
     "id", "name", "version", "description", "contracts", "traits", "dependencies",
     "allowed_domains", "endpoints", "security", "compliance", "health_check", "resources",
-    "base_url", "events",
+    "base_url", "events", "docs",
 )  # fmt: skip
 REQUIRED_FIELDS: tuple[str, ...] = ("id", "name", "version", "contracts", "traits", "security")
 
@@ -381,3 +386,25 @@ def check_base_url(r: Report, value: object) -> str | None:
         r.error("/base_url", "invalid_base_url", f"{show(value)} is not a usable base URL: {why}")
         return None
     return value.rstrip("/")
+
+
+def check_docs(r: Report, value: object) -> str | None:
+    """The optional `docs` field: a path under `base_url` to the plugin's Markdown page."""
+    if not isinstance(value, str):
+        wrong_type(r, "/docs", "a path string such as '/docs.md'", value)
+        return None
+    why = None
+    if not value.startswith("/"):
+        why = "it must be a path on the plugin's base URL starting with '/', such as '/docs.md'"
+    elif len(value) > DOCS_MAX:
+        why = f"it is {len(value)} characters; at most {DOCS_MAX} are allowed"
+    elif _DOCS_BAD.search(value):
+        why = (
+            "it must not name a scheme or host ('://', '//', '\\'), go up ('..'), or contain "
+            "an encoded dot or slash (%2e, %2f, %5c), a fragment, whitespace or control "
+            "characters"
+        )
+    if why is not None:
+        r.error("/docs", "invalid_docs_path", f"{show(value)} is not a usable docs path: {why}")
+        return None
+    return value

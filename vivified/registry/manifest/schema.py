@@ -15,6 +15,7 @@ from vivified.registry.manifest.rules import (
     CLASSIFICATIONS,
     CONTRACT_RE,
     DESCRIPTION_MAX,
+    DOCS_MAX,
     FORBIDDEN_TRAITS,
     HIPAA_RE,
     ID_MAX,
@@ -128,6 +129,11 @@ def _schema() -> dict[str, Any]:
             ),
             "base_url": {"type": "string", "format": "uri", "pattern": r"^https?://[^@?#\s]+$"},
             "events": _closed({"publishes": _unique(events), "subscribes": _unique(events)}),
+            "docs": {
+                "type": "string",
+                "pattern": r"^/(?!/)(?!.*(?:\\|\.\.|%2[eEfF]|%5[cC]|://|#))[^\s\x00-\x1f\x7f]*$",
+                "maxLength": DOCS_MAX,
+            },
         },
         ("id", "name", "version", "contracts", "traits", "security"),
         **{

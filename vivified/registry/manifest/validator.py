@@ -22,6 +22,7 @@ from vivified.registry.manifest.rules import (
     Report,
     check_base_url,
     check_description,
+    check_docs,
     check_domains,
     check_endpoints,
     check_id,
@@ -133,6 +134,8 @@ def _validate(
                 "missing_events_endpoint",
                 "a subscriber must declare endpoints.events, the path core delivers events to",
             )
+    if "docs" in f and (docs := check_docs(r, f["docs"])) is not None:
+        out["docs"] = docs
     if traits is not None:
         classes = None if security is None else security.get("data_classification")
         _consistency(r, set(traits), classes, f.get("compliance", {}), domains, min_retention)
@@ -157,7 +160,7 @@ def _traits(r: Report, value: object) -> list[str] | None:
     if traits is None:
         return None
     for i, item in enumerate(value if isinstance(value, list) else []):
-        if item in FORBIDDEN_TRAITS:
+        if isinstance(item, str) and item in FORBIDDEN_TRAITS:  # a list item is unhashable
             r.error(
                 pointer("traits", i),
                 "forbidden_trait",
