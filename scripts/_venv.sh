@@ -19,3 +19,11 @@ if [ ! -f "$STAMP" ] || [ "$ROOT/pyproject.toml" -nt "$STAMP" ]; then
   touch "$STAMP"
 fi
 export PATH="$VENV/bin:$PATH"
+# promtool and prometheus (Debian's `prometheus` package): the tests check deploy/'s alert rules
+# with promtool and scrape a running core with a real Prometheus (they skip without them).
+if ! command -v promtool >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 \
+   && [ "$(id -u)" = 0 ]; then
+  echo "== installing Debian's prometheus (promtool: deploy/ rules, tests/metrics)" >&2
+  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null; } \
+    || echo "   could not install prometheus: those tests will be skipped" >&2
+fi

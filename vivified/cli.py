@@ -16,7 +16,7 @@ from pathlib import Path
 
 import uvloop
 
-from vivified.config.logs import configure_logging
+from vivified.config.logs import configure_logging, process_name
 from vivified.config.operator_errors import (
     DB_ERRORS,
     database_unreachable,
@@ -155,7 +155,13 @@ def _run(args: argparse.Namespace) -> int:
     if args.command in devkit.COMMANDS:
         return devkit.run(args)
     settings = _settings(args)
-    configure_logging(settings.log_level, access_log=settings.access_log)
+    configure_logging(
+        settings.log_level,
+        access_log=settings.access_log,
+        fmt=settings.log_format,
+        process=process_name(args.command, worker=bool(getattr(args, "worker", False))),
+        otlp_endpoint=settings.otlp_endpoint,
+    )
     if args.command in ("gateway", "egress"):
         return _serve(settings, args)
     if args.command == "audit":

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from vivified.cli import main
+from vivified.config.bus import servers as bus_servers
 from vivified.config.settings import SettingsError, load_settings
 
 SECRET = "a-secret-admin-token-that-is-long-enough"
@@ -175,9 +176,9 @@ def test_a_good_value_from_a_later_source_replaces_a_bad_one(tmp_path: Path) -> 
             id="short-admin-token",
         ),
         pytest.param(
-            {"VIVIFIED_NATS_URL": "nats://a:4222,nats://b:4222"},
-            "VIVIFIED_NATS_URL=nats://a:4222,nats://b:4222: one URL only",
-            id="nats-url-list",
+            {"VIVIFIED_NATS_URL": "nats://a:4222,,nats://b:4222"},
+            "VIVIFIED_NATS_URL=nats://a:4222,,nats://b:4222: an empty or blank server",
+            id="nats-url-list-blank-member",
         ),
         pytest.param(
             {"VIVIFIED_DATABASE_URL": "mysql://root:pw@db/core"},
@@ -319,3 +320,20 @@ def test_config_check_lists_every_problem_and_exits_2(
     assert "VIVIFIED_AUDIT_QUEUE_SIZE=0: must be at least 1" in out.err
     assert "VIVIFIED_HEALTH_QUARANTINE=ture: not a boolean" in out.err
     assert "VIVIFIED_AUDIT_QUEUE_SIZE" in out.out  # the table is printed too
+
+
+@pytest.mark.parametrize(
+    ("url", "servers"),
+    [
+        pytest.param("nats://a:4222", ["nats://a:4222"], id="one"),
+        pytest.param("nats://a:4222,nats://b:4222", ["nats://a:4222", "nats://b:4222"], id="two"),
+        pytest.param(
+            " nats://a:4222 , nats://b:4222,nats://c:4222",
+            ["nats://a:4222", "nats://b:4222", "nats://c:4222"],
+            id="spaces-around",
+        ),
+    ],
+)
+def test_a_comma_separated_nats_url_is_a_server_list(url: str, servers: list[str]) -> None:
+    settings = load_settings(None, {"VIVIFIED_NATS_URL": url})
+    assert bus_servers(settings.nats_url) == servers

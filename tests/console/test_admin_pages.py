@@ -94,7 +94,12 @@ def world(
                 "allowed_networks": ["127.0.0.1/32"],
                 "host_overrides": {"api.example.com": "127.0.0.1"},
             }
-            assert c.put("/admin/egress", json=doc, headers=admin_headers()).status_code == 200
+            r = c.patch(
+                "/admin/egress",
+                content=json.dumps(doc),
+                headers={**admin_headers(), "Content-Type": "application/merge-patch+json"},
+            )
+            assert r.status_code == 200, r.text
             assert until(lambda: world.probe() == "host_not_allowed"), world.probe()
             yield world
     finally:

@@ -1,10 +1,9 @@
 """The egress proxy process dies (SIGKILL) under load, inside `vivified up`.
 
 Clients must see clean errors: a refused or reset connection at once, never a hang or a
-half-answer taken for an answer. `vivified up` should then bring the proxy back; today it does
-not (its supervisor, `_supervise` in vivified/cli.py, returns when any child exits and `up`
-then stops every other process too), so that test is an expected failure, strict: it starts
-passing, and must be un-marked, the day `up` restarts a dead child.
+half-answer taken for an answer. `vivified up` then brings the proxy back on the same port
+(its supervisor, `_supervise` in vivified/config/up.py, restarts a dead child; a crash loop
+stops it).
 """
 
 from __future__ import annotations
@@ -158,13 +157,6 @@ def test_clients_see_clean_errors_when_the_egress_process_dies(rig: Rig) -> None
     assert slowest < CLIENT_TIMEOUT, f"a call hung {slowest:.1f} s"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,  # only "not back in time": a broken setup still fails loudly
-    reason="vivified up does not restart a dead egress process: _supervise() in "
-    "vivified/cli.py returns 1 as soon as any child exits, and up then stops the gateway and "
-    "NATS as well",
-)
 def test_up_brings_a_killed_egress_process_back(rig: Rig) -> None:
     loops, _ = kill_egress_under_load(rig)
     try:
@@ -177,3 +169,29 @@ def test_up_brings_a_killed_egress_process_back(rig: Rig) -> None:
             lp.stop()
         for lp in loops:
             lp.join()
+
+
+def test_up_brings_a_killed_gateway_back(tmp_path: Path) -> None:
+    import os
+
+    up = UpProcess(tmp_path / "data").start()
+    try:
+        with httpx.Client(base_url=up.gateway_url, trust_env=False, timeout=5) as c:
+            assert c.get("/healthz").status_code == 200
+            pid = up.child("gateway")
+            assert pid is not None
+            os.kill(pid, signal.SIGKILL)  # a child of the `up` this test started
+            eventually(lambda: not alive(pid), 10, "gateway gone")
+
+            def healthy() -> bool:
+                try:
+                    return c.get("/healthz").status_code == 200
+                except httpx.HTTPError:
+                    return False
+
+            eventually(healthy, 30, "gateway back on the same port")
+            assert up.child("gateway") not in (None, pid)
+            assert up.proc is not None
+            assert up.proc.poll() is None
+    finally:
+        up.stop()

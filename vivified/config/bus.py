@@ -31,6 +31,12 @@ EGRESS_CA_CHANGED = "egress_ca"
 Handler = Callable[[dict[str, Any]], Awaitable[None]]
 
 
+def servers(url: str) -> list[str]:
+    """`VIVIFIED_NATS_URL` as the server list nats.connect takes: one URL or several,
+    comma-separated (the client tries them in turn and learns the rest of the cluster)."""
+    return [u.strip() for u in url.split(",") if u.strip()]
+
+
 class Bus:
     def __init__(self, url: str, *, name: str) -> None:
         self.url = url
@@ -73,7 +79,7 @@ class Bus:
         while not self._closing:
             try:
                 nc = await nats.connect(
-                    self.url,
+                    servers(self.url),
                     name=self.name,
                     allow_reconnect=True,
                     max_reconnect_attempts=-1,

@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from vivified.policy.domains import INTERNAL_NAME_EXCEPTION, check_domain_entry, is_internal_name
 from vivified.policy.egress_settings import DEFAULT_EGRESS_DOCUMENT, validate_egress_document
+from vivified.policy.rate_limits import limits_problems
 from vivified.registry.audit.records import record_action
 from vivified.registry.audit.writer import AuditWriter
 from vivified.registry.errors import DomainError, RefusalStatus
@@ -357,6 +358,59 @@ class ConfigService:
         await self._snapshot.changed("allowlist")
         return result
 
+    async def get_limits(self, plugin_id: str) -> store.Versioned:
+        """A plugin's `{rate, concurrency}` override (null members: the settings' defaults)."""
+        if plugin_id not in self._snapshot.current.plugins:
+            raise ConfigError("not_found", f"no plugin {plugin_id!r}")
+        return await store.get_limits(self._sessions, plugin_id)
+
+    async def put_limits(
+        self,
+        plugin_id: str,
+        body: Any,
+        *,
+        expected: int | None,
+        actor: str,
+        comment: str,
+        request_id: str,
+    ) -> store.Versioned:
+        """Replace a plugin's limits override: validated, versioned, a revision, audited, and
+        propagated (every replica reloads its snapshot, and the limits with it)."""
+        started = time.perf_counter()
+        if plugin_id not in self._snapshot.current.plugins:
+            raise ConfigError("not_found", f"no plugin {plugin_id!r}")
+        try:
+            body, expected = _version_member(body, expected)
+            if isinstance(body, dict):
+                body = {k: v for k, v in body.items() if k != "comment"}
+            problems = limits_problems(body)
+            if problems:
+                raise ConfigError("invalid_limits", "the limits are invalid", problems)
+        except ConfigError as exc:
+            await self._refused(
+                exc,
+                actor=actor,
+                action="limits_update",
+                target=plugin_id,
+                request_id=request_id,
+                started=started,
+                reason="invalid" if exc.code.startswith("invalid_") else exc.code,
+            )
+            raise
+        document = {**store.DEFAULT_LIMITS, **body}
+        result = await self._write(
+            store.put_limits(
+                self._sessions, plugin_id, document, expected=expected, actor=actor, comment=comment
+            ),
+            actor,
+            "limits_update",
+            plugin_id,
+            request_id,
+            started,
+        )
+        await self._snapshot.changed("limits")
+        return result
+
     async def get_revision(self, rev: int) -> dict[str, Any]:
         try:
             return await store.get_revision(self._sessions, rev)
@@ -379,6 +433,16 @@ class ConfigService:
             )
             return {"object": "egress", "version": result.version, "value": result.value}
         assert pid is not None
+        if kind == "limits":
+            got = await self.put_limits(
+                pid,
+                value or dict(store.DEFAULT_LIMITS),
+                expected=None,
+                actor=actor,
+                comment=note,
+                request_id=request_id,
+            )
+            return {"object": store.limits_object(pid), "version": got.version, "value": got.value}
         result = await self.put_allowlist(
             pid,
             value or {"domains": [], "mode": "enforce"},

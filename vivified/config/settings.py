@@ -105,6 +105,23 @@ class Settings:
     egress_port: int = setting(
         8081, "Egress proxy port; 0 picks a free one. Also `--egress-port`.", min=0, max=65535
     )
+    metrics: bool = setting(
+        True,
+        "Prometheus series (`GET /metrics` on the gateway, scope `metrics:read`). `false` turns "
+        "them off, hooks included (used to measure their cost: `scripts/bench operator`).",
+    )
+    egress_metrics_host: str = setting(
+        "127.0.0.1",
+        "Address of the egress proxy's own Prometheus `/metrics` listener (no authentication: "
+        "keep it on loopback or a private scrape network).",
+    )
+    egress_metrics_port: int = setting(
+        0,
+        "Port of the egress proxy's `/metrics` listener; 0 (the default) turns it off. "
+        "Suggested: 8082 (`VIVIFIED_EGRESS_METRICS_PORT=8082 vivified up`).",
+        min=0,
+        max=65535,
+    )
     database_url: str = setting(
         "",
         "Registry database. Empty: SQLite in the data dir; `postgresql://user@host/db` for "
@@ -112,8 +129,9 @@ class Settings:
     )
     nats_url: str = setting(
         "",
-        "One NATS server URL (a cluster member announces the others; a comma-separated list is "
-        "not supported). Empty: `vivified up` starts an embedded `nats-server`; "
+        "NATS server URL, or several comma-separated (`nats://a:4222,nats://b:4222`: the client "
+        "tries each in turn and learns the rest of the cluster). Empty: `vivified up` starts an "
+        "embedded `nats-server`; "
         "`vivified gateway`/`egress` rely on the periodic reload alone.",
     )
     registration: str = setting(
@@ -170,6 +188,22 @@ class Settings:
     )
     circuit_cooldown: float = setting(
         10.0, "Seconds an open circuit waits before it lets a probe request through.", min=0
+    )
+    rate_limit: float = setting(
+        0.0,
+        "Requests per second each caller may make on the operator lane and `POST /events`, "
+        "bursts up to twice that (429 `rate_limited`); 0 = unlimited. Per process: N replicas "
+        "or workers allow up to N times this. A plugin's override: "
+        "`PUT /admin/plugins/{id}/limits`.",
+        min=0,
+        max=1_000_000,
+    )
+    concurrency_limit: int = setting(
+        0,
+        "Operator-lane calls and publishes each caller may have in flight at once, per process "
+        "(429 `concurrency_limited`); 0 = unlimited.",
+        min=0,
+        max=1_000_000,
     )
     events_subject: str = setting(
         "vivified.events",
@@ -250,12 +284,26 @@ class Settings:
     )
     log_level: str = setting(
         "info",
-        "Log level of every process (any case).",
+        "Log level of every process (any case). Library chatter (alembic, uvicorn, nats, "
+        "mitmproxy, asyncio) is shown below WARNING only at `debug`.",
         choices=("debug", "info", "warning", "error"),
+    )
+    log_format: str = setting(
+        "auto",
+        "Log lines on stderr: `text` (one readable line per event) or `json` (one object per "
+        "line); `auto` is text when stderr is a terminal, JSON otherwise. Every line names its "
+        "process, and its request id and trace id while a request is handled; tokens are masked.",
+        choices=("auto", "text", "json"),
+    )
+    otlp_endpoint: str = setting(
+        "",
+        "OTLP/HTTP traces endpoint (e.g. `http://collector:4318/v1/traces`): each lane's spans "
+        "are exported there. Empty: no export. Needs `pip install opentelemetry-sdk "
+        "opentelemetry-exporter-otlp-proto-http` (not a dependency of core).",
     )
     access_log: bool = setting(
         False,
-        "One JSON line per gateway request (method, path, status, latency) on stderr. Off by "
+        "One log line per gateway request (method, path, status, latency) on stderr. Off by "
         "default, so `vivified up`'s terminal stays readable; turn it on to ship access logs.",
     )
     egress_tunnel_max_seconds: float = setting(
@@ -444,8 +492,10 @@ def _check(s: Settings) -> list[tuple[str, str]]:
                 "(e.g. `python3 -c 'import secrets; print(secrets.token_urlsafe(32))'`)",
             )
         )
-    if "," in s.nats_url:
-        out.append(("nats_url", "one URL only (a cluster member announces the others)"))
+    if s.nats_url and not all(re.fullmatch(r"\S+", u.strip()) for u in s.nats_url.split(",")):
+        out.append(
+            ("nats_url", "an empty or blank server in the list: nats://a:4222,nats://b:4222")
+        )
     if s.database_url and not re.match(r"(postgres(ql)?|sqlite)(\+\w+)?://", s.database_url):
         out.append(
             (

@@ -38,6 +38,8 @@ EXAMPLE_MANIFEST = (
     Path(__file__).resolve().parents[2] / "docs" / "examples" / "user-management.manifest.json"
 )
 CHILD_USAGE_ERROR = 2  # a child that stopped on an operator mistake (it said so itself)
+MAX_RESTARTS = 5  # deaths of children within RESTART_WINDOW seconds before `up` gives up
+RESTART_WINDOW = 60.0
 
 
 def up(settings: Settings, config_file: str | None, *, debug: bool = False) -> int:
@@ -86,20 +88,13 @@ def _run_stack(
             except FileNotFoundError as exc:
                 raise OperatorError(f"{exc}, or set VIVIFIED_NATS_URL") from exc
         for name, port in (("gateway", settings.gateway_port), ("egress", settings.egress_port)):
-            port_file = run_dir / f"{name}.port"
-            port_file.unlink(missing_ok=True)
-            cmd = [sys.executable, "-m", "vivified", name, f"--{name}-port", str(port)]
-            cmd += ["--port-file", str(port_file)]
-            cmd += ["--config", config_file] if config_file else []
-            cmd += ["--debug"] if debug else []
-            # Our own interpreter and module with validated settings: no untrusted input.
-            proc = subprocess.Popen(cmd, env=env, pass_fds=(lock.fd,))  # noqa: S603
-            children.append((name, proc, port_file))
+            children.append(_start_child(name, port, run_dir, config_file, debug, env, lock))
         ports = {name: wait_port(pf, proc, name, 120) for name, proc, pf in children}
         lock.describe("up", ports)  # a second start names these
         nats_url = env.get("VIVIFIED_NATS_URL", "")
         print(banner(settings, ports, admin_token, nats_url, nats is not None), flush=True)
-        return _supervise([proc for _, proc, _ in children])
+        restart = _Restarter(run_dir, config_file, debug, env, lock, ports)
+        return _supervise(children, restart)
     except KeyboardInterrupt:
         raise Interrupted("interrupted while starting; stopped everything it had started") from None
     except ChildFailed as exc:
@@ -195,19 +190,82 @@ def banner(
         "  Through the egress proxy it reaches only the hosts an admin allows it (403 until then):",
         f"    EGRESS=http://$PLUGIN:$PLUGIN_TOKEN@{egress}",
         '    http_proxy="$EGRESS" curl -s http://example.com/; echo',
+        "  In a plugin's environment set both spellings (curl ignores HTTP_PROXY, wget reads only",
+        "  lower case) and keep the gateway out of the proxy (else 403 gateway_via_proxy):",
+        '    export http_proxy="$EGRESS" HTTP_PROXY="$EGRESS" https_proxy="$EGRESS" '
+        'HTTPS_PROXY="$EGRESS"',
+        f'    export no_proxy="{host}" NO_PROXY="{host}"',
         "",
         "Press Ctrl-C to stop.",
     ]
     return "\n".join(lines)
 
 
-def _supervise(procs: list[subprocess.Popen[Any]]) -> int:
+def _start_child(
+    name: str,
+    port: int,
+    run_dir: Path,
+    config_file: str | None,
+    debug: bool,
+    env: dict[str, str],
+    lock: DataDirLock,
+) -> tuple[str, subprocess.Popen[Any], Path]:
+    """Start `vivified gateway` or `vivified egress` on `port`; (name, process, port file)."""
+    port_file = run_dir / f"{name}.port"
+    port_file.unlink(missing_ok=True)
+    cmd = [sys.executable, "-m", "vivified", name, f"--{name}-port", str(port)]
+    cmd += ["--port-file", str(port_file)]
+    cmd += ["--config", config_file] if config_file else []
+    cmd += ["--debug"] if debug else []
+    # Our own interpreter and module with validated settings: no untrusted input.
+    proc = subprocess.Popen(cmd, env=env, pass_fds=(lock.fd,))  # noqa: S603
+    return name, proc, port_file
+
+
+class _Restarter:
+    """Starts a dead child again on the port it had bound (port 0 picked one: keep it), like
+    the gateway's own workers: more than MAX_RESTARTS deaths within RESTART_WINDOW seconds
+    is a crash loop, and `up` stops (ChildFailed)."""
+
+    def __init__(
+        self,
+        run_dir: Path,
+        config_file: str | None,
+        debug: bool,
+        env: dict[str, str],
+        lock: DataDirLock,
+        ports: dict[str, int],
+    ) -> None:
+        self.args = (run_dir, config_file, debug, env, lock)
+        self.ports = ports
+        self.deaths: list[float] = []
+
+    def __call__(self, name: str, returncode: int) -> tuple[str, subprocess.Popen[Any], Path]:
+        now = time.monotonic()
+        self.deaths = [t for t in self.deaths if t > now - RESTART_WINDOW] + [now]
+        if returncode == CHILD_USAGE_ERROR or len(self.deaths) > MAX_RESTARTS:
+            loop = f" ({len(self.deaths)} deaths within {RESTART_WINDOW:.0f} s)"
+            raise ChildFailed(
+                f"{name} exited with {returncode}"
+                + ("" if returncode == CHILD_USAGE_ERROR else loop)
+            )
+        print(f"vivified up: {name} exited with {returncode}; starting it again", file=sys.stderr)
+        child = _start_child(name, self.ports[name], *self.args)
+        wait_port(child[2], child[1], name, 120)
+        return child
+
+
+def _supervise(
+    children: list[tuple[str, subprocess.Popen[Any], Path]],
+    restart: _Restarter,
+) -> int:
+    """Watch the children until Ctrl-C; start a dead one again (a bounded crash loop). The
+    list is updated in place so the caller stops the replacements too."""
     signals = StopSignals()
     while not signals.stop:
-        for proc in procs:
-            if proc.poll() is not None:
-                print(f"vivified up: a child exited with {proc.returncode}", file=sys.stderr)
-                return 1
+        for i, (name, proc, _) in enumerate(children):
+            if proc.poll() is not None and not signals.stop:
+                children[i] = restart(name, proc.returncode)
         time.sleep(0.2)
     return 0
 

@@ -27,12 +27,14 @@ from vivified.egress.egress_policy import EgressPolicy
 from vivified.egress.gateway_guard import GatewayGuard
 from vivified.egress.live_connections import LiveConnections, OpenTunnels
 from vivified.egress.live_state import AuditSink, AuditTrail, EgressState, SnapshotSource
+from vivified.egress.metrics import start_egress_metrics
 from vivified.egress.passthrough import PassthroughTunnels
 from vivified.egress.pinning import AddressPinning
 from vivified.egress.proxy_auth import PluginAuth
 from vivified.egress.resolve import Resolver
 from vivified.egress.response_deadline import ResponseDeadline
 from vivified.egress.response_filtering import ResponseFilter
+from vivified.egress.tracing import Tracing
 from vivified.egress.tunnels import Tunnels
 from vivified.egress.upstream_connect import UpstreamConnect
 
@@ -101,6 +103,7 @@ def egress_addons(
     recorded by the last."""
     return [
         OpenRecord(),  # the flow's audit record, filled in by the addons below
+        Tracing(),  # W3C traceparent continued (or started) and sent upstream; in the record
         Tunnels(),  # a request inside an accepted CONNECT acts as the tunnel's plugin
         GatewayGuard(settings),  # calls to core's own gateway: 403 gateway_via_proxy, NO_PROXY
         PluginAuth(authenticator, state.audit),  # 407; waits while the audit backlog is full
@@ -230,10 +233,14 @@ async def run_egress(
 
     live = LiveConnections(master)
     authenticator = ProxyAuthenticator(tokens, lambda pid: holder.current.plugin_gen(pid))
-    addons = egress_addons(settings, shared_state(holder, audit), authenticator, live)
+    state = shared_state(holder, audit)
+    addons = egress_addons(settings, state, authenticator, live)
+    metrics = start_egress_metrics(settings, state, addons)  # None unless its port is set
     pinning = next(a for a in addons if isinstance(a, AddressPinning))
     holder.add_listener(next(a for a in addons if isinstance(a, OpenTunnels)).review)
     master.addons.add(*addons, _Ready(pinning, settings, port_file, ready))  # type: ignore[no-untyped-call]
+    if metrics is not None:
+        master.addons.add(metrics)  # type: ignore[no-untyped-call]
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread
             loop.add_signal_handler(sig, master.should_exit.set)
@@ -243,6 +250,8 @@ async def run_egress(
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.remove_signal_handler(sig)
+        if metrics is not None:
+            metrics.close()
         await holder.stop()
         for follower in followers:
             await follower.stop()

@@ -56,6 +56,7 @@ class AuditTrail:
         self._drainer: asyncio.Task[None] | None = None
         self._room = asyncio.Event()
         self._room.set()
+        self.observe: Any = None  # metrics: called with each outcome as it is recorded
 
     @property
     def backlog(self) -> int:
@@ -79,6 +80,8 @@ class AuditTrail:
             if meta.get(AUDITED):
                 return
             meta[AUDITED] = True
+        if self.observe is not None:
+            self.observe(o)
         event = build_event(o, time.time())
         if not self._backlog and self._sink.record_nowait(event):
             return

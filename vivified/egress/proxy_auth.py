@@ -40,9 +40,7 @@ def _strip_hop_headers(flow: http.HTTPFlow) -> None:
 class PluginAuth:
     """A mitmproxy addon: authenticates the plugin behind each CONNECT and plain request."""
 
-    def __init__(
-        self, authenticator: ProxyAuthenticator, trail: AuditTrail | None = None
-    ) -> None:
+    def __init__(self, authenticator: ProxyAuthenticator, trail: AuditTrail | None = None) -> None:
         self._authenticator = authenticator
         self._trail = trail
 

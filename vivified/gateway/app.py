@@ -19,10 +19,12 @@ from vivified.gateway.admin import config as routes_config
 from vivified.gateway.admin import foundation as routes_admin
 from vivified.gateway.admin import grants as routes_grants
 from vivified.gateway.admin import keys as routes_keys
+from vivified.gateway.admin import limits as routes_limits
 from vivified.gateway.console import mount as console_mount
 from vivified.gateway.core import Core
 from vivified.gateway.events import routes as routes_events
 from vivified.gateway.health import routes as routes_health
+from vivified.gateway.metrics import endpoint as routes_metrics
 from vivified.gateway.middleware import RequestContext
 from vivified.gateway.oidc.api import ADMIN_ROUTES as routes_oidc_admin
 from vivified.gateway.operator.lane import OperatorLane
@@ -89,8 +91,10 @@ def create_app(settings: Settings, core: Core | None = None) -> Gateway:
         *routes_admin.ROUTES,
         *routes_grants.ROUTES,
         *routes_config.ROUTES,
+        *routes_limits.ROUTES,
         *routes_admins.ROUTES,
         *routes_keys.ROUTES,
+        *routes_metrics.ROUTES,  # GET /metrics (metrics:read)
         *routes_oidc_admin,
         *console_mount(settings),  # `/console` and its Mount (the Route puts it in core_segments)
         # The operator lane catches everything else, so it must stay last (Gateway sends

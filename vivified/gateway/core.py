@@ -13,9 +13,11 @@ from vivified.config.config_service import ConfigService
 from vivified.config.propagation import Follower, connect_snapshot
 from vivified.config.settings import Settings
 from vivified.gateway.events.dispatch import Dispatcher
-from vivified.gateway.events.stream import EventStream
+from vivified.gateway.events.stream import CorePublisher, EventStream
 from vivified.gateway.health.monitor import HealthMonitor
+from vivified.gateway.metrics import GatewayMetrics, Sampler, attach
 from vivified.gateway.operator.circuit import CircuitBreakers
+from vivified.gateway.operator.limits import CallerLimits
 from vivified.gateway.operator.pool import UpstreamPool
 from vivified.gateway.operator.relays import LiveRelays
 from vivified.gateway.operator.routes import RouteTables
@@ -58,7 +60,10 @@ class Core:
     dispatcher: Dispatcher | None = None
     docs: PluginDocs | None = None
     relays: LiveRelays = field(default_factory=LiveRelays)  # open WebSocket relays
+    limits: CallerLimits = field(default_factory=CallerLimits)  # fair sharing, per caller
     key_follower: Follower | None = None
+    metrics: GatewayMetrics | None = None  # None with VIVIFIED_METRICS=false
+    sampler: Sampler | None = None
 
     @property
     def pool(self) -> UpstreamPool:
@@ -113,6 +118,9 @@ class Core:
         core.config = ConfigService(sessions, snapshot, audit, refusal_status=status_of)
         core.bus = connect_snapshot(settings, snapshot, "vivified-gateway")
         snapshot.add_listener(core.relays.review)  # every swap re-admits the open relays
+        core.limits = CallerLimits.from_settings(settings)  # per-caller rate and concurrency
+        await core.limits.refresh(sessions)
+        snapshot.add_listener(lambda _snap: core.limits.refresh(sessions))
         core.key_follower = Follower(
             "signing keys", KEYS_CHANGED, keys.reload, settings.snapshot_reload_interval, core.bus
         )
@@ -120,6 +128,9 @@ class Core:
         if core.bus is not None:
             audit.set_on_commit(core.bus.mirror_audit)
         core.events = EventStream(core.bus, settings)
+        lifecycle = CorePublisher(core.events) if core.bus is not None else None
+        if lifecycle is not None:  # the registry hears of the event lane only through this
+            registrar.set_lifecycle(lifecycle)
         if core.bus is not None:
             core.dispatcher = Dispatcher(core.events, snapshot, tokens, audit, settings)
             core.dispatcher.start()
@@ -135,14 +146,18 @@ class Core:
             timeout=min(settings.health_timeout, settings.health_interval),
             quarantine=lambda pid, actor, reason: registrar.disable(pid, actor, "", reason=reason),
             notify=core.bus.publish if core.bus is not None else None,
+            on_change=lifecycle,
         )
         core.health.start()
         core.docs = PluginDocs(sessions, snapshot)  # fetches plugins' manifest `docs` pages
         core.docs.start()
+        attach(core)  # Prometheus series, hooks and the state sampler
         return core
 
     async def stop(self) -> None:
         """Drain the audit queue, stop background tasks and close the database."""
+        if self.sampler is not None:
+            await self.sampler.stop()
         if self.health is not None:
             await self.health.stop()
         if self.docs is not None:

@@ -9,6 +9,9 @@ import time
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from vivified.config.logs import bind, unbind
+from vivified.gateway.tracing import begin
+
 access_log = logging.getLogger("vivified.access")
 
 REQUEST_ID_HEADER = b"x-vivified-request-id"
@@ -32,6 +35,7 @@ class RequestContext:
             return
         rid = os.urandom(16).hex()
         scope.setdefault("state", {})["request_id"] = rid
+        bound = bind(rid, begin(scope).trace_id)  # every log line of this request names both
         started = time.perf_counter()
         status = 0
 
@@ -51,6 +55,7 @@ class RequestContext:
         finally:
             if access_log.isEnabledFor(logging.INFO):  # skip building the record when not logged
                 log_access(scope, rid, status, started)
+            unbind(bound)
 
 
 def log_access(scope: Scope, rid: str, status: int, started: float) -> None:

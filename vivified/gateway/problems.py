@@ -99,6 +99,8 @@ LANE_STATUS: Mapping[str, int] = {
     "audit_unavailable": 503,
     "circuit_open": 503,
     "upstream_timeout": 504,
+    "rate_limited": 429,  # fair sharing (vivified.gateway.operator.limits)
+    "concurrency_limited": 429,
 }
 # The event lane's publish refusals (vivified.policy.events.decide_publish).
 EVENT_STATUS: Mapping[str, int] = {
@@ -136,7 +138,7 @@ def problem_headers(status: int, retry_after: float | None = None) -> dict[str, 
     """What a status needs besides the body: 401 says how to authenticate, 503 when to retry."""
     if status == 401:
         return {"www-authenticate": WWW_AUTHENTICATE}
-    if status == 503:
+    if status in (429, 503):
         wait = retry_after if retry_after is not None else DEFAULT_RETRY_AFTER
         return {"retry-after": str(max(1, math.ceil(wait)))}
     return {}

@@ -8,8 +8,11 @@ import logging
 import resource
 import socket
 import sys
+import time
+from email.utils import formatdate
 
 import uvicorn
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from vivified.config.children import write_port
 from vivified.config.settings import Settings
@@ -36,7 +39,7 @@ async def serve_gateway(
     app = create_app(settings)
     app.state.oidc = oidc
     config = uvicorn.Config(
-        app,
+        OneDate(app),
         host=settings.host,
         port=settings.gateway_port,
         log_config=None,
@@ -45,6 +48,9 @@ async def serve_gateway(
         # httptools with a header-read timeout and a connection cap (slowloris).
         http=limited_protocol(settings.header_timeout, settings.max_connections),
         server_header=False,
+        # One Date header: uvicorn's would follow a forwarded target's own (OneDate adds
+        # core's where the answer has none).
+        date_header=False,
         # Never let a caller rewrite its own address with X-Forwarded-For / Forwarded.
         proxy_headers=False,
         timeout_graceful_shutdown=10,
@@ -74,6 +80,37 @@ async def serve_gateway(
         await asyncio.to_thread(write_port, port_file, port)
     await task
     return 0
+
+
+class OneDate:
+    """Every HTTP answer carries exactly one `Date`: the forwarded target's when it sent one,
+    else core's (computed once a second, as uvicorn's is)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self._second = 0
+        self._value = b""
+
+    def _now(self) -> bytes:
+        second = int(time.time())
+        if second != self._second:
+            self._second, self._value = second, formatdate(second, usegmt=True).encode()
+        return self._value
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_date(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers") or ())
+                if not any(k.lower() == b"date" for k, _ in headers):
+                    headers.append((b"date", self._now()))
+                    message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_date)
 
 
 def _warn_if_few_files(max_connections: int) -> None:

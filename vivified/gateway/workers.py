@@ -11,11 +11,18 @@ changes on NATS (without NATS, through the periodic snapshot reload only).
 A worker that dies is started again on the same port; more than `MAX_RESTARTS` deaths within
 `RESTART_WINDOW` seconds stop the whole gateway (exit 1), as does a first worker that never
 starts. SIGTERM/SIGINT stop every worker gracefully (then kill after a grace period).
+
+Metrics: every worker gets `PROMETHEUS_MULTIPROC_DIR`, a `metrics/` folder in this
+supervisor's own run directory (a fresh temporary directory: empty at start, removed at exit,
+never shared by two supervisors), so `GET /metrics` on any worker sums every worker
+(`vivified.gateway.metrics`). A dead worker's live gauges are dropped (`mark_process_dead`);
+its counters stay in the sums.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
 import sys
 import tempfile
@@ -23,7 +30,10 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from prometheus_client.multiprocess import mark_process_dead
+
 from vivified.config.children import ChildFailed, StopSignals, stop_all, wait_port, write_port
+from vivified.config.logs import WORKER_NAME_ENV
 
 log = logging.getLogger("vivified.gateway.workers")
 
@@ -39,6 +49,8 @@ class Workers:
         self.count = count
         self.passthrough = list(passthrough)
         self.run_dir = run_dir
+        self.metrics_dir = run_dir / "metrics"  # PROMETHEUS_MULTIPROC_DIR of the workers
+        self.metrics_dir.mkdir(exist_ok=True)
         self.port = 0
         self.procs: list[subprocess.Popen[bytes]] = []
         self.deaths: list[float] = []
@@ -49,8 +61,10 @@ class Workers:
         port_file = self.run_dir / f"worker-{self._n}.port"
         cmd = [sys.executable, "-m", "vivified", "gateway", "--worker", *self.passthrough]
         cmd += ["--gateway-port", str(port), "--port-file", str(port_file)]
+        env = {**os.environ, WORKER_NAME_ENV: f"gateway-worker-{self._n}"}  # its log name
+        env["PROMETHEUS_MULTIPROC_DIR"] = str(self.metrics_dir)  # metrics summed over workers
         # Our own interpreter and module with validated settings: no untrusted input.
-        return subprocess.Popen(cmd), port_file  # noqa: S603
+        return subprocess.Popen(cmd, env=env), port_file  # noqa: S603
 
     def start(self, port: int) -> int:
         """Start every worker (the first alone, then the rest together); the bound port."""
@@ -71,6 +85,7 @@ class Workers:
             now = time.monotonic()
             self.deaths = [t for t in self.deaths if t > now - RESTART_WINDOW] + [now]
             log.error("gateway worker %d exited with %d", proc.pid, proc.returncode)
+            mark_process_dead(proc.pid, str(self.metrics_dir))  # type: ignore[no-untyped-call]
             if len(self.deaths) > MAX_RESTARTS:
                 raise ChildFailed(
                     f"{len(self.deaths)} gateway workers died within {RESTART_WINDOW:.0f} s"

@@ -15,6 +15,13 @@ from vivified.policy.events import can_receive as can_receive
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
 CLASSIFICATIONS: tuple[str, ...] = ("public", "internal", "confidential", "pii", "phi")
+# Core's own lifecycle events, published on the event lane with source `vivified://core`.
+CORE_EVENTS: tuple[str, ...] = (
+    "PluginRegistered",
+    "PluginStatusChanged",
+    "PluginHealthChanged",
+    "PluginUnregistered",
+)
 
 
 @dataclass(frozen=True)
@@ -105,8 +112,34 @@ CATALOGUE: tuple[EventType, ...] = (
                 "from": {"type": "string"},
                 "to": {"type": "string"},
                 "reason": {"type": "string"},
+                "actor": {"type": "string"},
             },
             ("plugin_id", "to"),
+        ),
+    ),
+    EventType(
+        "PluginHealthChanged",
+        "1.0",
+        "internal",
+        _object(
+            "PluginHealthChanged",
+            {
+                "plugin_id": _ID,
+                "from": {"type": "string"},
+                "to": {"type": "string"},
+                "source": {"type": "string"},
+            },
+            ("plugin_id", "to"),
+        ),
+    ),
+    EventType(
+        "PluginUnregistered",
+        "1.0",
+        "internal",
+        _object(
+            "PluginUnregistered",
+            {"plugin_id": _ID, "actor": {"type": "string"}},
+            ("plugin_id",),
         ),
     ),
     EventType(

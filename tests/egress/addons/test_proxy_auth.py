@@ -20,7 +20,9 @@ CASES = [
     pytest.param("Basic !!!", "malformed_credentials", "", id="bad-base64"),
     pytest.param("basic:alpha:", "malformed_credentials", "", id="empty-token"),
     pytest.param("basic:alpha:not-a-token", "malformed_token", "claimed:alpha", id="bad-token"),
-    pytest.param("basic:beta:<alpha>", "credential_mismatch", "claimed:beta", id="other-plugins-token"),
+    pytest.param(
+        "basic:beta:<alpha>", "credential_mismatch", "claimed:beta", id="other-plugins-token"
+    ),
     pytest.param("basic:alpha:<alpha-old>", "revoked", "claimed:alpha", id="old-generation"),
 ]
 

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from typing import Any
 
 from starlette.responses import Response
 
 from vivified.gateway.console.audit import chain_state, recent_denials
 from vivified.gateway.console.context import Ctx, page
-from vivified.gateway.console.plugins import all_plugins
+from vivified.gateway.console.plugins import plugin_counts
 
 
 @page()
@@ -17,13 +16,7 @@ async def overview(ctx: Ctx) -> Response:
     """What the admin's scopes allow of the state of core, at a glance."""
     plugins: dict[str, Any] | None = None
     if ctx.has("plugins:manage"):
-        rows = await all_plugins(ctx)
-        plugins = {
-            "total": len(rows),
-            "status": sorted(Counter(r["status"] for r in rows).items()),
-            "health": sorted(Counter(r["health"] for r in rows).items()),
-            "waiting": [r["id"] for r in rows if r["status"] == "registered" or r["pending"]],
-        }
+        plugins = await plugin_counts(ctx)
     lanes = None
     if ctx.has("plugins:manage") or ctx.has("egress:manage"):
         snap = ctx.core.snapshot.current
@@ -32,6 +25,15 @@ async def overview(ctx: Ctx) -> Response:
     if ctx.has("audit:read"):
         chain = await chain_state(ctx)
         denials = await recent_denials(ctx)
+    traffic = None  # this process's last hour, from the same counters as /metrics
+    if ctx.has("metrics:read") and ctx.core.sampler is not None:
+        traffic = ctx.core.sampler.history.view(ctx.core.sampler.lanes())
     return ctx.render(
-        "overview.html", plugins=plugins, lanes=lanes, chain=chain, denials=denials, result=None
+        "overview.html",
+        plugins=plugins,
+        lanes=lanes,
+        chain=chain,
+        denials=denials,
+        result=None,
+        traffic=traffic,
     )

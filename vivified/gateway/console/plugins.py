@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import base64
+import json
 from typing import Any
 from urllib.parse import urlencode
 
+from sqlalchemy import Text, and_, case, cast, func, or_, text
 from sqlmodel import col, select
 from starlette.responses import RedirectResponse, Response
 
@@ -59,46 +62,207 @@ def row_view(record: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-async def all_plugins(ctx: Ctx) -> list[dict[str, Any]]:
-    """Every plugin's public record, as `GET /plugins` reads them."""
-    async with ctx.core.sessions() as s:
-        rows = (await s.execute(select(Plugin).order_by(col(Plugin.id)))).scalars().all()
-    return [row_view(plugin_record(r)) for r in rows]
+# -- the table: filters, sort, counts and keyset paging in SQL, one page of rows rendered -----
+
+PAGE_SIZE = 100
+_TRAITS = ("$.traits", "'traits'")  # (SQLite JSON path, PostgreSQL -> key path)
+_CLASSES = ("$.security.data_classification", "'security' -> 'data_classification'")
+_RISK_RANK = case(*((col(Plugin.risk) == v, n) for n, v in enumerate(RISK_ORDER)), else_=9)
+_SORT_SQL: dict[str, Any] = {
+    "id": col(Plugin.id),
+    "name": col(Plugin.name),
+    "version": col(Plugin.version),
+    "status": col(Plugin.status),
+    "health": col(Plugin.health_state),
+    "risk": _RISK_RANK,
+}
+_PENDING = func.coalesce(cast(col(Plugin.pending), Text), "null") != "null"
 
 
-def _matches(row: dict[str, Any], filters: dict[str, str]) -> bool:
+def waiting_sql() -> Any:
+    """Plugins waiting for an admin: new ones and widening re-registrations."""
+    return or_(col(Plugin.status) == "registered", _PENDING)
+
+
+def _has(dialect: str, paths: tuple[str, str], name: str) -> Any:
+    """The manifest's list at `paths` holds the value of parameter `name`."""
+    # fixed paths and parameter names only: the value is always a bound parameter
+    if dialect == "postgresql":
+        sql = "(plugins.manifest::jsonb -> {p}) @> jsonb_build_array(CAST(:{n} AS text))"
+        return text(sql.format(p=paths[1], n=name))
+    sql = "EXISTS (SELECT 1 FROM json_each(plugins.manifest, '{p}') WHERE value = :{n})"
+    return text(sql.format(p=paths[0], n=name))
+
+
+def _declared(ctx: Ctx) -> tuple[list[str], list[str]]:
+    """Every trait and data classification a plugin declares, from the in-memory snapshot
+    (it holds every plugin): no query, no manifest parsed per request."""
+    traits: set[str] = set()
+    classes: set[str] = set()
+    for view in ctx.core.snapshot.current.plugins.values():
+        traits |= view.traits
+        classes |= view.classification
+    return sorted(traits), sorted(classes)
+
+
+def _where(dialect: str, filters: dict[str, str]) -> tuple[list[Any], dict[str, str]]:
+    """SQL conditions for the table's filters and their parameters."""
+    plain = {"status": Plugin.status, "health": Plugin.health_state, "risk": Plugin.risk}
+    conds: list[Any] = []
+    params: dict[str, str] = {}
     for name, value in filters.items():
         if not value:
             continue
-        if name in {"trait", "classification"}:
-            ok = value in row["traits" if name == "trait" else "classifications"]
+        if name == "trait":
+            conds.append(_has(dialect, _TRAITS, "f_trait"))
+            params["f_trait"] = value
+        elif name == "classification":
+            conds.append(_has(dialect, _CLASSES, "f_class"))
+            params["f_class"] = value
         else:
-            ok = row[name] == value
-        if not ok:
-            return False
-    return True
+            conds.append(col(plain.get(name, Plugin.version)) == value)
+    return conds, params
 
 
-def _sort_key(name: str) -> Any:
-    if name == "risk":
-        return lambda r: (RISK_ORDER.index(r["risk"]) if r["risk"] in RISK_ORDER else 9, r["id"])
-    return lambda r: (str(r[name]), r["id"])
+def encode_after(key: Any, pid: str) -> str:
+    raw = json.dumps([key, pid], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_after(cursor: str, sort: str) -> tuple[Any, str]:
+    """The (sort key, id) a page starts after; ConsoleError 400 for anything else."""
+    try:
+        key, pid = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (ValueError, TypeError) as exc:
+        raise ConsoleError(400, "invalid_cursor", "use the table's own page links") from exc
+    kind = int if sort == "risk" else str
+    if not (type(key) is kind and isinstance(pid, str) and PLUGIN_ID.fullmatch(pid)):
+        raise ConsoleError(400, "invalid_cursor", "use the table's own page links")
+    return key, pid
+
+
+def _after(sort: str, descending: bool, key: Any, pid: str) -> Any:
+    """Keyset condition: rows after (key, pid) in the table's order."""
+    expr, ids = _SORT_SQL[sort], col(Plugin.id)
+    if sort == "id":
+        return ids < pid if descending else ids > pid
+    if descending:
+        return or_(expr < key, and_(expr == key, ids < pid))
+    return or_(expr > key, and_(expr == key, ids > pid))
+
+
+def _strings(value: Any) -> list[str]:
+    return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
+
+
+def _row(r: Any) -> dict[str, Any]:
+    traits = _strings(r.traits)
+    return {
+        "id": r.id,
+        "name": r.name,
+        "version": r.version,
+        "status": r.status,
+        "health": r.health_state,
+        "risk": r.risk,
+        "traits": traits,
+        "classifications": _strings(r.classes),
+        "badges": [b for b in BADGES if b in traits],
+        "pending": bool(r.pending),
+    }
+
+
+async def plugin_table(
+    ctx: Ctx, filters: dict[str, str], sort: str, descending: bool, after: str | None
+) -> dict[str, Any]:
+    """One page of the table and what its header needs, in three bounded queries."""
+    manifest = col(Plugin.manifest)
+    sort_expr, ids = _SORT_SQL[sort], col(Plugin.id)
+    traits, classes = _declared(ctx)
+    async with ctx.core.sessions() as s:
+        dialect = s.get_bind().dialect.name
+        conds, params = _where(dialect, filters)
+        groups = select(col(Plugin.status), col(Plugin.health_state), func.count())
+        grouped = (await s.execute(groups.group_by(Plugin.status, Plugin.health_state))).all()
+        total = sum(n for _, _, n in grouped)
+        matched = total
+        if conds:
+            counted = select(func.count()).select_from(Plugin).where(*conds)
+            matched = (await s.execute(counted, params)).scalar_one()
+        stmt = select(
+            ids,
+            col(Plugin.name),
+            col(Plugin.version),
+            col(Plugin.status),
+            col(Plugin.health_state),
+            col(Plugin.risk),
+            _PENDING.label("pending"),
+            manifest["traits"].label("traits"),
+            manifest[("security", "data_classification")].label("classes"),
+            sort_expr.label("sort_key"),
+        ).where(*conds)
+        if after is not None:
+            stmt = stmt.where(_after(sort, descending, *decode_after(after, sort)))
+        order = (sort_expr.desc(), ids.desc()) if descending else (sort_expr, ids)
+        page_rows = (await s.execute(stmt.order_by(*order).limit(PAGE_SIZE + 1), params)).all()
+    more = len(page_rows) > PAGE_SIZE
+    page_rows = page_rows[:PAGE_SIZE]
+    last = page_rows[-1] if page_rows else None
+    return {
+        "rows": [_row(r) for r in page_rows],
+        "total": total,
+        "matched": matched,
+        "next": encode_after(last.sort_key, last.id) if more and last is not None else None,
+        "options": {
+            "status": sorted({g[0] for g in grouped} | {"registered", "active", "disabled"}),
+            "health": sorted({g[1] for g in grouped}),
+            "risk": list(RISK_ORDER),
+            "trait": traits,
+            "classification": classes,
+        },
+    }
+
+
+async def plugin_counts(ctx: Ctx, shown: int = 20) -> dict[str, Any]:
+    """The overview's numbers, counted in SQL: by status, by health, and who waits (the first
+    `shown` of them by id, and how many in all)."""
+    status, health = col(Plugin.status), col(Plugin.health_state)
+    async with ctx.core.sessions() as s:
+        grouped = (
+            await s.execute(select(status, health, func.count()).group_by(status, health))
+        ).all()
+        waiting = select(col(Plugin.id)).where(waiting_sql()).order_by(col(Plugin.id))
+        first = (await s.execute(waiting.limit(shown))).scalars().all()
+        count = len(first)
+        if count == shown:
+            counted = select(func.count()).select_from(Plugin).where(waiting_sql())
+            count = (await s.execute(counted)).scalar_one()
+    by_status: dict[str, int] = {}
+    by_health: dict[str, int] = {}
+    for st, hs, n in grouped:
+        by_status[st] = by_status.get(st, 0) + n
+        by_health[hs] = by_health.get(hs, 0) + n
+    return {
+        "total": sum(by_status.values()),
+        "status": sorted(by_status.items()),
+        "health": sorted(by_health.items()),
+        "waiting": list(first),
+        "waiting_count": count,
+    }
 
 
 @page("plugins:manage")
 async def plugins_page(ctx: Ctx) -> Response:
-    """Plugins filtered and sorted by the query string."""
+    """Plugins filtered and sorted by the query string, a page at a time."""
     request = ctx.request
     filters = {name: query_text(request, name, 64) or "" for name in FILTERS}
     sort = request.query_params.get("sort", "id")
     sort = sort if sort in SORTS else "id"
     descending = request.query_params.get("order") == "desc"
-    rows = await all_plugins(ctx)
+    after = query_text(request, "after", 200)
+    table = await plugin_table(ctx, filters, sort, descending, after)
     gone = query_text(request, "unregistered", 63)
-    shown = sorted(
-        (r for r in rows if _matches(r, filters)), key=_sort_key(sort), reverse=descending
-    )
     kept = {k: v for k, v in filters.items() if v}
+    order = "desc" if descending else "asc"
     sort_links = {
         name: "?"
         + urlencode(
@@ -106,19 +270,18 @@ async def plugins_page(ctx: Ctx) -> Response:
         )
         for name in SORTS
     }
-    options = {
-        "status": sorted({r["status"] for r in rows} | {"registered", "active", "disabled"}),
-        "health": sorted({r["health"] for r in rows}),
-        "risk": list(RISK_ORDER),
-        "trait": sorted({t for r in rows for t in r["traits"]}),
-        "classification": sorted({c for r in rows for c in r["classifications"]}),
-    }
+    here = {**kept, "sort": sort, "order": order}
+    nxt = table["next"]
     return ctx.render(
         "plugins.html",
-        rows=shown,
-        total=len(rows),
+        rows=table["rows"],
+        total=table["total"],
+        matched=table["matched"],
+        next_url="?" + urlencode({**here, "after": nxt}) if nxt else "",
+        first_url="?" + urlencode(here) if after else "",
+        page_size=PAGE_SIZE,
         filters=filters,
-        options=options,
+        options=table["options"],
         sort=sort,
         descending=descending,
         sort_links=sort_links,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
 import time
@@ -26,6 +27,8 @@ from vivified.config.settings import Settings
 from vivified.gateway.events.pull import LanePull
 from vivified.gateway.events.stream import EventStream
 from vivified.gateway.operator.pool import UpstreamError, UpstreamPool, base_path, encode_path
+from vivified.gateway.tracing import TRACE_KEY, event_headers, trace_id_of
+from vivified.policy.audit_levels import added_fields, level_detail, records, strictest
 from vivified.policy.events import decide_delivery
 from vivified.registry.audit.writer import AuditEvent, AuditWriter
 from vivified.registry.event_catalogue import event_type
@@ -68,6 +71,7 @@ class Dispatcher:
         self._workers: dict[str, list[asyncio.Task[None]]] = {}
         self._http: UpstreamPool | None = None
         self.stats: dict[str, Counter[str]] = {}
+        self.on_record: Any = None  # metrics: (subscriber, event, action)
 
     def start(self) -> None:
         self._snapshot.add_listener(self._reconcile)
@@ -174,11 +178,17 @@ class Dispatcher:
         attempts = self._settings.event_max_attempts
         delay = self._settings.event_retry_base
         error = ""
+        level = self.level_of(event, view)
         for attempt in range(1, attempts + 1):
-            ok, status, error = await self._deliver(view, event, msg.data)
+            wanted = added_fields(level)
+            facts = self.policy_facts(decision.reason, view, known) if wanted else None
+            ok, status, error = await self._deliver(view, event, msg.data, facts)
             if ok:
                 await msg.ack()
-                await self._record(pid, event, "allow", "delivered", status, "deliver", attempt)
+                if records(level, "allow"):
+                    await self._record(
+                        pid, event, "allow", "delivered", status, "deliver", attempt, level, facts
+                    )
                 return
             await self._record(pid, event, "deny", error, status, "retry", attempt)
             if attempt == attempts:
@@ -204,11 +214,34 @@ class Dispatcher:
             with contextlib.suppress(Exception):
                 await msg.in_progress()
 
+    def level_of(self, event: dict[str, Any], subscriber: PluginView) -> str:
+        """The strictest audit level of the publisher (core: basic) and the subscriber."""
+        source = str(event.get("source", ""))
+        publisher = self._snapshot.current.plugins.get(source.rsplit("/", 1)[-1])
+        return strictest((publisher.audit_level if publisher else "basic", subscriber.audit_level))
+
+    @staticmethod
+    def policy_facts(decided_by: str, view: PluginView, known: Any) -> dict[str, Any]:
+        return {
+            "params": [],
+            "policy": {
+                "decided_by": decided_by,
+                "subscriber_traits": sorted(view.traits),
+                "classification": known.classification if known else None,
+                "grant": None,
+            },
+        }
+
     async def _deliver(
-        self, view: PluginView, event: dict[str, Any], stored: bytes | None = None
+        self,
+        view: PluginView,
+        event: dict[str, Any],
+        stored: bytes | None = None,
+        facts: dict[str, Any] | None = None,
     ) -> tuple[bool, int, str]:
         """POST `event` to the subscriber; `stored` is its JSON as JetStream holds it (sent as
-        it is, not encoded again)."""
+        it is, not encoded again). `facts` (detailed/complete audit levels) receives the sizes,
+        content types, header names and body hashes of the exchange."""
         path = view.endpoints["events"]
         source = str(event.get("source", ""))
         publisher = source.rsplit("/", 1)[-1] or "core"
@@ -225,6 +258,7 @@ class Dispatcher:
             (b"x-vivified-caller", publisher.encode()),
             (b"x-vivified-event-id", event_id.encode()),
             (b"content-length", b"%d" % len(body)),
+            *event_headers(event),  # the event's trace, this delivery's span
         )
         head = b"POST %s HTTP/1.1\r\nhost: %s\r\n%s\r\n" % (
             _target(view.base_url, path),
@@ -235,8 +269,13 @@ class Dispatcher:
             async with asyncio.timeout(self._settings.event_delivery_timeout):
                 exchange = await pool.request(origin, head + body)
                 try:
-                    while await exchange.read_chunk():  # the answer's body is not used
-                        pass
+                    digest, size = hashlib.sha256(), 0
+                    while chunk := await exchange.read_chunk():  # the answer is not used
+                        size += len(chunk)
+                        if facts is not None:
+                            digest.update(chunk)
+                    if facts is not None:
+                        note_exchange(facts, fields, body, exchange.headers, size, digest)
                 finally:
                     pool.release(exchange)
         except (UpstreamError, TimeoutError) as exc:
@@ -253,8 +292,12 @@ class Dispatcher:
         status: int,
         action: str,
         attempt: int = 0,
+        level: str = "basic",
+        facts: dict[str, Any] | None = None,
     ) -> None:
         self.stats.setdefault(pid, Counter())[action] += 1
+        if self.on_record is not None:  # metrics
+            self.on_record(pid, event, action)
         await self._audit.record(
             AuditEvent(
                 actor="core:events",
@@ -265,7 +308,9 @@ class Dispatcher:
                 reason=reason,
                 request_id=str(event.get("id", "")),
                 status=status,
-                detail={"type": str(event.get("type", "")), "attempt": attempt},
+                detail={"type": str(event.get("type", "")), "attempt": attempt}
+                | {TRACE_KEY: trace_id_of(event)}
+                | level_detail(level, facts or {}),
             )
         )
 
@@ -298,3 +343,28 @@ class Dispatcher:
         action = "replay" if ok else "replay_failed"
         await self._record(view.id, item["event"], "allow" if ok else "deny", error, status, action)
         return ok, status, error
+
+
+def _type_of(headers: Any) -> str | None:
+    return next((v.decode("latin-1") for k, v in headers if k.lower() == b"content-type"), None)
+
+
+def note_exchange(
+    facts: dict[str, Any],
+    sent: Any,
+    body: bytes,
+    answer: Any,
+    size: int,
+    digest: Any,
+) -> None:
+    """A webhook exchange's facts for a detailed/complete delivery record."""
+    facts.update(
+        request_size=len(body),
+        request_content_type=_type_of(sent),
+        request_headers=sorted({"host", *(k.decode("latin-1").lower() for k, _ in sent)}),
+        request_sha256=hashlib.sha256(body).hexdigest(),
+        response_size=size,
+        response_content_type=_type_of(answer),
+        response_headers=sorted({k.decode("latin-1").lower() for k, _ in answer}),
+        response_sha256=digest.hexdigest(),
+    )

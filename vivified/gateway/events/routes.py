@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 import time
 from typing import Any
@@ -12,15 +13,19 @@ from starlette.routing import Route
 
 from vivified.gateway import auth
 from vivified.gateway.admin.record import record_admin_action
-from vivified.gateway.bodies import json_object, read_json
+from vivified.gateway.bodies import json_object, read_capped, read_json
 from vivified.gateway.core import Core
 from vivified.gateway.events.stream import StreamUnavailable, cloud_event
 from vivified.gateway.middleware import request_id
+from vivified.gateway.operator.errors import LaneError
 from vivified.gateway.params import path_int
 from vivified.gateway.problems import Problem, event_status
+from vivified.gateway.tracing import event_extension, trace_of, with_trace
+from vivified.policy.audit_levels import level_detail, records
 from vivified.policy.events import decide_publish
 from vivified.registry.audit.records import record_action
 from vivified.registry.event_catalogue import catalogue_json, data_problems, event_type
+from vivified.registry.identity.tokens import PluginClaims
 
 EVENT_BODY_CAP = 256 * 1024
 EVENT_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -56,6 +61,32 @@ async def publish(request: Request) -> Response:
     core = auth.core_of(request)
     started = time.perf_counter()
     claims = await auth.plugin_claims(request)
+    try:  # fair sharing: the caller's rate and concurrency (vivified.gateway.operator.limits)
+        held = core.limits.admit(claims.plugin_id)
+    except LaneError as exc:
+        await record_action(
+            core.audit,
+            lane="events",
+            action="publish",
+            actor=claims.plugin_id,
+            target="",
+            decision="deny",
+            reason=exc.code,
+            request_id=request_id(request),
+            status=429,
+            started=started,
+        )
+        raise Problem.of(exc) from exc
+    try:
+        return await _publish(request, core, claims, started)
+    finally:
+        if held:
+            core.limits.release(claims.plugin_id)
+
+
+async def _publish(request: Request, core: Core, claims: PluginClaims, started: float) -> Response:
+    raw = await read_capped(request, EVENT_BODY_CAP)
+    setattr(request, "_body", raw)  # noqa: B010 -- Starlette serves the read body from it
     body = json_object(await read_json(request, EVENT_BODY_CAP))
     problems = _field_problems(body)
     if problems:
@@ -74,7 +105,21 @@ async def publish(request: Request) -> Response:
         classification=known.classification if known else "internal",
     )
 
+    level = view.audit_level if view else "basic"  # the publisher alone: subscribers come later
+
     async def record(decision_: str, reason: str, status: int, eid: str = "") -> None:
+        if core.metrics is not None:  # a type neither known nor declared is `unknown`
+            core.metrics.publish(
+                kind if known or kind in declared else "unknown", decision_, reason
+            )
+        if not records(level, decision_):
+            return
+        policy = {
+            "decided_by": decision.reason,
+            "publisher_traits": sorted(view.traits) if view else [],
+            "classification": known.classification if known else None,
+            "grant": None,
+        }
         await record_action(
             core.audit,
             lane="events",
@@ -86,6 +131,9 @@ async def publish(request: Request) -> Response:
             request_id=eid or request_id(request),
             status=status,
             started=started,
+            detail=with_trace(
+                publish_facts(level, request, raw, status, policy), trace_of(request)
+            ),
         )
 
     if not decision:
@@ -107,6 +155,7 @@ async def publish(request: Request) -> Response:
         source=f"vivified://plugins/{claims.plugin_id}",
         data=body["data"],
         subject=body.get("subject"),
+        extensions=event_extension(trace_of(request)),
     )
     try:
         duplicate = await core.events.publish(event)
@@ -120,6 +169,30 @@ async def publish(request: Request) -> Response:
         ) from exc
     await record("allow", "duplicate" if duplicate else "accepted", 202, event["id"])
     return JSONResponse({"id": event["id"]}, status_code=202)
+
+
+def publish_facts(
+    level: str, request: Request, raw: bytes, status: int, policy: dict[str, Any]
+) -> dict[str, Any]:
+    """What the publisher's audit level adds to the publish record (see policy.audit_levels);
+    the answer is sent after the record, so its size and hash are not known (None)."""
+    if level in ("none", "basic"):
+        return {}
+    facts = {
+        "params": [],
+        "request_size": len(raw),
+        "request_content_type": request.headers.get("content-type"),
+        "response_size": None,
+        "response_content_type": "application/json"
+        if status == 202
+        else "application/problem+json",
+        "policy": policy,
+        "request_headers": sorted({k.lower() for k in request.headers}),
+        "request_sha256": hashlib.sha256(raw).hexdigest(),
+        "response_headers": None,
+        "response_sha256": None,
+    }
+    return level_detail(level, facts)
 
 
 async def dead_letters(request: Request) -> Response:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import uuid
 import zlib
 from datetime import UTC, datetime
@@ -28,6 +29,8 @@ from vivified.config.bus import Bus
 from vivified.config.settings import Settings
 
 DUPLICATE_WINDOW = 600.0  # seconds: a re-published id inside it is stored once
+CORE_SOURCE = "vivified://core"  # the source of core's own lifecycle events
+log = logging.getLogger("vivified.events")
 
 
 class StreamUnavailable(Exception):
@@ -35,8 +38,15 @@ class StreamUnavailable(Exception):
 
 
 def cloud_event(
-    *, event_id: str | None, type_: str, source: str, data: Any, subject: str | None
+    *,
+    event_id: str | None,
+    type_: str,
+    source: str,
+    data: Any,
+    subject: str | None,
+    extensions: dict[str, str] | None = None,
 ) -> dict[str, Any]:
+    """The envelope; `extensions` are CloudEvents extension attributes (`traceparent`)."""
     event: dict[str, Any] = {
         "specversion": "1.0",
         "id": event_id or uuid.uuid4().hex,
@@ -48,6 +58,7 @@ def cloud_event(
     }
     if subject:
         event["subject"] = subject
+    event.update(extensions or {})  # stored with the event, delivered to every subscriber
     return event
 
 
@@ -196,3 +207,25 @@ class EventStream:
     async def delete_dead_letter(self, seq: int) -> None:
         js = await self.js()
         await js.delete_msg(self.deadletters, seq)
+
+
+class CorePublisher:
+    """Publishes core's lifecycle events (`PluginRegistered`, ...) on the event lane, as
+    source `core`; subscribers get them like any other event (delivery policy, assertion
+    from core). Best effort: without the bus the change stands, with a warning in the log."""
+
+    def __init__(self, stream: EventStream) -> None:
+        self._stream = stream
+
+    async def __call__(self, kind: str, data: dict[str, Any]) -> None:
+        event = cloud_event(
+            event_id=None,
+            type_=kind,
+            source=CORE_SOURCE,
+            data=data,
+            subject=str(data.get("plugin_id") or "") or None,
+        )
+        try:
+            await self._stream.publish(event)
+        except Exception as exc:  # StreamUnavailable, or no bus configured
+            log.warning("core event %s not published: %s", kind, type(exc).__name__)

@@ -79,7 +79,10 @@ class HealthMonitor:
         quarantine: Quarantine,
         notify: Notify | None = None,
         replica_id: str | None = None,
+        on_change: Callable[[str, dict[str, Any]], Awaitable[None]] | None = None,
     ) -> None:
+        """`on_change(event type, data)` hears every state change (core's PluginHealthChanged
+        event on the event lane)."""
         self._sessions = sessions
         self._snapshot = snapshot
         self._audit = audit
@@ -88,6 +91,7 @@ class HealthMonitor:
         self._timeout = timeout
         self._quarantine = quarantine
         self._notify = notify
+        self._on_change = on_change
         self.replica_id = replica_id or uuid.uuid4().hex
         self._task: asyncio.Task[None] | None = None
         self._client = httpx.AsyncClient(
@@ -259,3 +263,8 @@ class HealthMonitor:
                 )
             except Exception:  # a notice is best effort; the audit record is the truth
                 log.warning("health notice failed", extra={"plugin": pid})
+        if self._on_change is not None:
+            await self._on_change(
+                "PluginHealthChanged",
+                {"plugin_id": pid, "from": before.state, "to": after.state, "source": source},
+            )

@@ -30,6 +30,8 @@ HOP_BY_HOP = frozenset(
 )
 CALLER_ONLY = frozenset(
     {b"authorization", b"cookie", b"forwarded", b"x-real-ip", b"host", b"content-length"}
+    # the caller's trace context is continued, not copied: core adds its own (upstream.py)
+    | {b"traceparent", b"tracestate"}
 )
 _SPOOFABLE_PREFIXES = (b"x-vivified-", b"x-forwarded-")
 

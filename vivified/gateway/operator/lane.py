@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,13 +21,18 @@ from urllib.parse import unquote
 
 from starlette.types import Receive, Scope, Send
 
+from vivified.config.logs import bind, unbind
+from vivified.config.otlp import report_span
 from vivified.gateway.core import Core
 from vivified.gateway.middleware import access_log, log_access
 from vivified.gateway.operator.errors import LaneError
 from vivified.gateway.operator.upstream import UpstreamAborted, forward
 from vivified.gateway.problems import send_problem, status_of
+from vivified.gateway.tracing import begin, with_trace
+from vivified.policy.audit_levels import level_detail, records, strictest, wants_hash
 from vivified.policy.operator import decide_call
 from vivified.policy.paths import check_raw_path, match_endpoint
+from vivified.policy.tracecontext import TraceContext
 from vivified.registry.audit.bounds import claimed
 from vivified.registry.audit.writer import AuditEvent
 from vivified.registry.errors import DomainError
@@ -53,9 +60,32 @@ class Call:
     status: int = 0
     bytes_in: int = 0
     bytes_out: int = 0
+    upstream: float = 0.0  # seconds until the upstream's response head (metrics)
+    trace: TraceContext | None = None  # this call's span of the caller's (or a new) trace
+    level: str = "basic"  # the strictest audit level of caller and target
+    facts: dict[str, Any] = field(default_factory=dict)  # what `detailed`+ levels record
+    request_hash: Any = None  # hashlib sha256 objects, fed while the bodies stream
+    response_hash: Any = None
+    held: bool = False  # holds one of the caller's concurrency slots (fair sharing)
+
+    def set_level(self, level: str, facts: dict[str, Any]) -> None:
+        self.level, self.facts = level, facts
+        if wants_hash(level):
+            self.request_hash, self.response_hash = hashlib.sha256(), hashlib.sha256()
+
+    def skipped(self) -> bool:
+        """Whether the level (`none`) leaves this call unrecorded (allowed calls only)."""
+        return not records(self.level, self.decision)
 
     def event(self) -> AuditEvent:
         detail: dict[str, Any] = {"route": self.route} if self.route else {}
+        with_trace(detail, self.trace)
+        if self.facts:
+            facts = {**self.facts, "request_size": self.bytes_in, "response_size": self.bytes_out}
+            if self.request_hash is not None:
+                facts["request_sha256"] = self.request_hash.hexdigest()
+                facts["response_sha256"] = self.response_hash.hexdigest()
+            detail.update(level_detail(self.level, facts))
         return AuditEvent(
             actor=self.caller,
             lane="operator",
@@ -136,7 +166,9 @@ async def audit_room(core: Core) -> None:
         ) from None
 
 
-async def admit(core: Core, call: Call, scope: Scope) -> tuple[PluginView, bytes, str]:
+async def admit(
+    core: Core, call: Call, scope: Scope, *, hold: bool = False
+) -> tuple[PluginView, bytes, str]:
     """Every check before forwarding (HTTP and WebSocket alike): the raw path, the token,
     the target, the declared endpoint, policy, audit health, the circuit. Returns the target,
     the still-encoded rest of the path and the decoded `/api/...` path; raises LaneError or
@@ -157,9 +189,16 @@ async def admit(core: Core, call: Call, scope: Scope) -> tuple[PluginView, bytes
     if claims is None:
         claims = await core.tokens.verify_plugin_token(token, snap.plugin_gen)
     call.caller, call.target = claims.plugin_id, service  # the writer bounds the name
+    core.limits.check_rate(claims.plugin_id)  # fair sharing: 429 rate_limited
     path = "/api/" + unquote(rest.decode("ascii"))
     target, route, reason = evaluate(core, snap, claims.plugin_id, service, call.method, path)
     call.target, call.route = target.id, route
+    caller_view = snap.plugins.get(claims.plugin_id)
+    level = strictest((caller_view.audit_level if caller_view else "basic", target.audit_level))
+    if level in ("detailed", "complete"):
+        call.set_level(level, call_facts(snap, caller_view, target, route, reason, scope))
+    else:
+        call.level = level
     if not core.audit.healthy and target.classification & SENSITIVE:
         raise LaneError(
             "audit_unavailable",
@@ -170,8 +209,47 @@ async def admit(core: Core, call: Call, scope: Scope) -> tuple[PluginView, bytes
         raise LaneError("circuit_open", f"{target.id} is failing; retry later", retry_after=wait)
     if core.audit.full:  # this call's record comes after its answer: room for it first
         await audit_room(core)
+    if hold:  # last: no other refusal can leave the slot taken (released in the lane)
+        call.held = core.limits.acquire(call.caller)
     call.decision, call.reason = "allow", reason
     return target, rest, path
+
+
+def call_facts(
+    snap: Snapshot,
+    caller: PluginView | None,
+    target: PluginView,
+    route: str,
+    reason: str,
+    scope: Scope,
+) -> dict[str, Any]:
+    """What a `detailed` (or `complete`) record says beyond a basic one, known before
+    forwarding; the sizes, response facts and hashes are added as the call goes."""
+    headers = scope["headers"]
+    grant = None
+    if reason == "grant":
+        grant = next(
+            (
+                g.id
+                for g in snap.grants
+                if caller and g.caller == caller.id and g.target == target.id
+            ),
+            None,
+        )
+    return {
+        "params": [p.split(":", 1)[0] for p in re.findall(r"\{([^}]*)\}", route)],
+        "request_content_type": next(
+            (v.decode("latin-1") for k, v in headers if k.lower() == b"content-type"), None
+        ),
+        "request_headers": sorted({k.decode("latin-1").lower() for k, _ in headers}),
+        "policy": {
+            "decided_by": reason,
+            "caller_traits": sorted(caller.traits) if caller else [],
+            "target_traits": sorted(target.traits),
+            "classification": sorted(target.classification),
+            "grant": grant,
+        },
+    }
 
 
 class OperatorLane:
@@ -185,9 +263,10 @@ class OperatorLane:
         # Reached through Starlette's router (reserved paths) the middleware already set one.
         rid = state.get("request_id") or os.urandom(16).hex()
         state["request_id"] = rid
-        call = Call(scope["method"], rid)
+        call = Call(scope["method"], rid, trace=begin(scope))
+        bound = bind(rid, call.trace.trace_id if call.trace else "")  # names every log line
         try:
-            target, rest, path = await admit(core, call, scope)
+            target, rest, path = await admit(core, call, scope, hold=True)
             await self._forward(core, call, scope, receive, send, target, rest, path)
         except DomainError as exc:  # a LaneError, or the TokenError of the caller's token
             call.reason, call.status = exc.code, status_of(exc)
@@ -200,9 +279,17 @@ class OperatorLane:
             with contextlib.suppress(Exception):
                 await send_problem(send, LaneError("internal_error", "see the server log"), rid)
         finally:
-            await core.audit.record(call.event())  # waits when the queue is full; never drops
+            if call.held:
+                core.limits.release(call.caller)
+            if not call.skipped():  # waits when the queue is full; never drops
+                await core.audit.record(call.event())
+            if core.metrics is not None:
+                core.metrics.call(call)
             if access_log.isEnabledFor(logging.INFO):  # skip building the record when not logged
                 log_access(scope, rid, call.status, call.started)
+            elapsed = time.perf_counter() - call.started
+            report_span("operator", call.trace, elapsed, target=call.target, status=call.status)
+            unbind(bound)
 
     async def _forward(
         self,

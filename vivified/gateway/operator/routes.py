@@ -47,6 +47,15 @@ class RouteTable:
             endpoints={pid: compile_endpoints(v.endpoints) for pid, v in snap.plugins.items()},
         )
 
+    def _unknown(self, service: str) -> str:
+        """The 404's detail; a contract name (`/IdentityPlugin/`) is answered with its alias."""
+        if not _looks_like_contract(service):
+            return f"no plugin or contract is called {service!r}"
+        alias = contract_alias(service)
+        if self.providers.get(service):
+            return f"{service} is a contract: call it by its alias, /{alias}/"
+        return f"contract {service} has no active provider (its alias would be /{alias}/)"
+
     def resolve(self, service: str) -> Resolution:
         """A plugin id wins over a contract alias of the same spelling."""
         view = self.snapshot.plugins.get(service)
@@ -54,9 +63,7 @@ class RouteTable:
             return Resolution(view)
         alias = self.aliases.get(service)
         if alias is None:
-            return Resolution(
-                None, "unknown_target", f"no plugin or contract is called {service!r}"
-            )
+            return Resolution(None, "unknown_target", self._unknown(service))
         contract = alias[0]
         chosen = self.snapshot.contract_choices.get(contract)
         if chosen is not None and chosen in self.snapshot.plugins:
@@ -73,6 +80,10 @@ class RouteTable:
             f"PUT /admin/contracts/{contract}",
             ids,
         )
+
+
+def _looks_like_contract(name: str) -> bool:
+    return name.endswith("Plugin") and name[:1].isupper()
 
 
 class RouteTables:

@@ -116,6 +116,8 @@ async def forward(
                     if call.bytes_in > cap:
                         body_error = "body_too_large"
                         raise BodyTooLarge
+                    if call.request_hash is not None:  # `complete` audit level
+                        call.request_hash.update(chunk)
                     yield chunk
                 if not message.get("more_body", False):
                     break
@@ -131,6 +133,7 @@ async def forward(
     else:
         body_done.set()
     started = False
+    sent = asyncio.get_running_loop().time()  # metrics: the upstream's latency
     try:
         exchange = await pool.request(
             origin,
@@ -141,6 +144,7 @@ async def forward(
         )
         try:
             call.status = exchange.status
+            call.upstream = asyncio.get_running_loop().time() - sent
             await send(
                 {
                     "type": "http.response.start",
@@ -149,14 +153,20 @@ async def forward(
                 }
             )
             started = True
+            if call.facts:  # `detailed` or `complete` audit level
+                note_response(call, exchange.headers)
             length = exchange.content_length
             if length is not None and length <= SMALL_BODY:  # one send, not a stream
                 small = await exchange.read_all()
                 call.bytes_out = len(small)
+                if call.response_hash is not None:
+                    call.response_hash.update(small)
                 await send({"type": "http.response.body", "body": small})
             else:
                 while chunk := await exchange.read_chunk():
                     call.bytes_out += len(chunk)
+                    if call.response_hash is not None:
+                        call.response_hash.update(chunk)
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
                 await send({"type": "http.response.body", "body": b""})
         finally:
@@ -217,6 +227,14 @@ def _request_head(
     return b"".join(parts)
 
 
+def note_response(call: Call, headers: list[tuple[bytes, bytes]]) -> None:
+    """The response's content type and header names, for the audit record."""
+    call.facts["response_content_type"] = next(
+        (v.decode("latin-1") for k, v in headers if k.lower() == b"content-type"), None
+    )
+    call.facts["response_headers"] = sorted({k.decode("latin-1").lower() for k, _ in headers})
+
+
 class UpstreamAborted(Exception):
     """The target failed after its response had started: the connection is cut."""
 
@@ -243,4 +261,6 @@ def identity_headers(
     ]
     if host:
         added.append((b"x-forwarded-host", host[0]))
+    if call.trace is not None:  # the caller's trace, core's span as the parent
+        added += call.trace.headers()
     return added

@@ -16,6 +16,11 @@ MAX_LIMIT = 1000
 DECISIONS = frozenset({"allow", "deny", "report"})
 # Every lane that writes records (`AuditEvent.lane`): the values a `lane` filter may take.
 LANES = frozenset({"admin", "egress", "events", "health", "operator", "registry"})
+# Records are appended in time order per writer, but writers (replicas, queued batches, a
+# retried batch) interleave: a record's time may trail an earlier record's by up to this many
+# seconds. A time filter becomes an id range through the time index, widened by this margin;
+# the exact time predicates stay, so the range only tells the database where to look.
+TIME_SKEW = 600.0
 
 
 def encode_cursor(last_id: int) -> str:
@@ -59,6 +64,24 @@ def record_json(row: AuditRecord) -> dict[str, Any]:
     }
 
 
+async def _id_range(
+    s: AsyncSession, since: float | None, until: float | None
+) -> tuple[int | None, int | None]:
+    """Ids bounding the records of [since, until) (exclusive; None: no bound), found with two
+    probes of the time index instead of a walk back from the newest record. A record appended
+    after record R is at most TIME_SKEW older than R: so nothing before a record older than
+    `since - TIME_SKEW`, nor after one newer than `until + TIME_SKEW`, can be in the window."""
+    lo = hi = None
+    time_col, id_col = col(AuditRecord.time), col(AuditRecord.id)
+    if since is not None:
+        older = select(id_col).where(time_col < since - TIME_SKEW)
+        lo = (await s.execute(older.order_by(time_col.desc()).limit(1))).scalar()
+    if until is not None:
+        newer = select(id_col).where(time_col >= until + TIME_SKEW)
+        hi = (await s.execute(newer.order_by(time_col).limit(1))).scalar()
+    return lo, hi
+
+
 async def query_audit(
     sessions: async_sessionmaker[AsyncSession],
     *,
@@ -96,6 +119,11 @@ async def query_audit(
         stmt = stmt.where(col(AuditRecord.id) < decode_cursor(cursor))
     stmt = stmt.order_by(col(AuditRecord.id).desc()).limit(limit + 1)
     async with sessions() as s:
+        lo, hi = await _id_range(s, since, until)
+        if lo is not None:
+            stmt = stmt.where(col(AuditRecord.id) > lo)
+        if hi is not None:
+            stmt = stmt.where(col(AuditRecord.id) < hi)
         rows = list((await s.execute(stmt)).scalars().all())
     more = len(rows) > limit
     rows = rows[:limit]

@@ -150,6 +150,7 @@ class AuditWriter:
         self._taken = asyncio.Event()  # set whenever the writer takes records off the queue
         self.written = 0
         self.quarantined = 0  # records this writer put in the quarantine table
+        self.on_batch: Callable[[int, float], None] | None = None  # metrics: (size, seconds)
 
     # -- producers ---------------------------------------------------------------------------
 
@@ -248,6 +249,7 @@ class AuditWriter:
         """Write `batch` in order, whatever it takes: retry while the store is unavailable,
         split it when the store refuses its data (see the module docstring)."""
         self._in_flight = len(batch)
+        began = time.perf_counter()
         # The parts still to write, in order: (events, quarantine, alone). A stand-in goes
         # with its quarantine entry; `alone` is that entry without a stand-in in the chain.
         todo: list[_Part] = [(batch, None, False)]
@@ -283,6 +285,8 @@ class AuditWriter:
                 _alert(quarantine, qid, in_chain=not alone)
             await self._committed(1 if quarantine is not None else len(events), rows)
         self._in_flight = 0
+        if self.on_batch is not None:
+            self.on_batch(len(batch), time.perf_counter() - began)
 
     def _isolate(
         self,
@@ -305,8 +309,7 @@ class AuditWriter:
         if not alone:
             return [([], quarantine, True)]
         log.error(
-            "audit store refused a record, its stand-in and its quarantine entry (%s);"
-            " skipped: %s",
+            "audit store refused a record, its stand-in and its quarantine entry (%s); skipped: %s",
             error_code(exc),
             _where(quarantine.safe),
         )

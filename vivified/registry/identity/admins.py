@@ -381,14 +381,18 @@ async def reset_bootstrap_token(
         user.disabled = False
         user.scopes = list(SCOPES)
         old = (
-            await s.execute(
-                select(AdminToken).where(
-                    col(AdminToken.user_id) == user.id,
-                    col(AdminToken.name).in_((BOOTSTRAP_NAME, "VIVIFIED_ADMIN_TOKEN")),
-                    col(AdminToken.revoked_at).is_(None),
+            (
+                await s.execute(
+                    select(AdminToken).where(
+                        col(AdminToken.user_id) == user.id,
+                        col(AdminToken.name).in_((BOOTSTRAP_NAME, "VIVIFIED_ADMIN_TOKEN")),
+                        col(AdminToken.revoked_at).is_(None),
+                    )
                 )
             )
-        ).scalars().all()
+            .scalars()
+            .all()
+        )
         for row in old:
             row.revoked_at = now
         s.add(

@@ -78,7 +78,7 @@ class KeyStore:
         self._sessions = sessions
         self._keys: dict[str, _Key] = {}
         self._current: str | None = None
-        self._last_unknown_refresh = 0.0  # the last reload asked for by an unknown `kid`
+        self._last_unknown_refresh = 0.0  # the last read that an unknown `kid` may not repeat
 
     async def load(self, *, create: bool = True) -> None:
         """Read every key; create the first one when there is none (and `create`)."""
@@ -93,6 +93,7 @@ class KeyStore:
         if not rows:
             raise RuntimeError("no signing key in the registry yet; start the gateway first")
         self._install(rows)
+        self._last_unknown_refresh = time.monotonic()  # fresh from the registry
 
     async def _read(self) -> list[SigningKey]:
         # One order on every replica, so that they all publish the same JWK Set.
@@ -159,8 +160,9 @@ class KeyStore:
 
     async def refresh_if_unknown(self, kid: str) -> bool:
         """Reload when a token names a key we don't know (a rotation this replica has not
-        heard of yet), at most once per 5 s: made-up `kid`s cannot flood the database. The
-        periodic reload does not count against it."""
+        heard of yet), at most once per 5 s after the last such read (or `load`): made-up
+        `kid`s cannot flood the database. The periodic `reload` does not count: it must not
+        shut out the on-demand read of a key rotated since."""
         if kid in self._keys:
             return True
         if time.monotonic() - self._last_unknown_refresh < REFRESH_MIN_INTERVAL:

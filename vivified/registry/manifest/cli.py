@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from vivified.registry.manifest.cycles import cycle_warnings
 from vivified.registry.manifest.validator import Problem, validate_manifest
 
 
@@ -56,9 +57,28 @@ def _human(entry: dict[str, Any], out: TextIO) -> None:
             out.write(f"  {kind} {p['path'] or '/'} {p['code']}: {p['message']}\n")
 
 
+def _warn_cycles(paths: Sequence[str], results: list[dict[str, Any]]) -> None:
+    """Dependency cycles among the manifests validated together, on each file in one."""
+    graph: dict[str, list[str]] = {}
+    files: dict[str, list[dict[str, Any]]] = {}
+    for path, entry in zip(paths, results, strict=True):
+        data, problem = _load(path)
+        if problem is None and isinstance(data, dict) and isinstance(data.get("id"), str):
+            deps = data.get("dependencies")
+            graph[data["id"]] = (
+                [d for d in deps if isinstance(d, str)] if isinstance(deps, list) else []
+            )
+            files.setdefault(data["id"], []).append(entry)
+    for pid, entries in files.items():
+        for warning in cycle_warnings(graph, only=pid):
+            for entry in entries:
+                entry["warnings"].append(warning.to_dict())
+
+
 def validate_files(paths: Sequence[str], *, as_json: bool, out: TextIO) -> int:
     """Validate each file; 0 when all are valid, else 1."""
     results = [check_file(p) for p in paths]
+    _warn_cycles(paths, results)
     if as_json:
         json.dump({"files": results}, out, indent=2)
         out.write("\n")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +19,7 @@ from vivified.registry.audit.writer import AuditWriter
 from vivified.registry.errors import DomainError, RefusalStatus
 from vivified.registry.identity import registration_tokens
 from vivified.registry.identity.tokens import TokenError, TokenService
+from vivified.registry.manifest.cycles import cycle_warnings
 from vivified.registry.manifest.diff import needs_approval, risk_rating
 from vivified.registry.manifest.validator import validate_manifest
 from vivified.registry.plugins.record import approved_manifest, looks_like_jwt, plugin_record
@@ -31,6 +32,10 @@ from vivified.registry.plugins.reregistration import (
 )
 from vivified.registry.store.snapshot import SnapshotHolder
 from vivified.registry.store.tables import ContractChoice, Grant, Plugin
+
+# How core's lifecycle events leave the registry: `(event type, data)`; the gateway passes
+# one in (the registry does not know the event lane). Best effort: it must not raise.
+LifecycleHook = Callable[[str, dict[str, Any]], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -66,6 +71,15 @@ class Registrar:
         self._open = registration_mode == "open"
         self._min_retention = phi_min_retention_days
         self._refusal_status = refusal_status
+        self._lifecycle: LifecycleHook | None = None
+
+    def set_lifecycle(self, hook: LifecycleHook) -> None:
+        """Where PluginRegistered/StatusChanged/Unregistered go (the event lane)."""
+        self._lifecycle = hook
+
+    async def _announce(self, kind: str, data: dict[str, Any]) -> None:
+        if self._lifecycle is not None:
+            await self._lifecycle(kind, data)
 
     # -- credentials -----------------------------------------------------------------------
 
@@ -105,7 +119,11 @@ class Registrar:
                 f"the manifest has {len(result.errors)} problem(s)",
                 [p.to_dict() for p in result.errors],
             )
-        return result.manifest, [w.to_dict() for w in result.warnings]
+        manifest = result.manifest
+        graph = {pid: view.dependencies for pid, view in snap.plugins.items()}
+        graph[manifest["id"]] = frozenset(manifest.get("dependencies") or ())
+        cycles = cycle_warnings(graph, only=manifest["id"])
+        return manifest, [w.to_dict() for w in (*result.warnings, *cycles)]
 
     async def register(self, body: object, bearer: str | None, request_id: str) -> Outcome:
         """Register or re-register; audits the attempt whatever its outcome."""
@@ -150,6 +168,14 @@ class Registrar:
             status=201 if outcome.created else 200,
             started=started,
             detail={"status": outcome.body["status"]},
+        )
+        await self._announce(
+            "PluginRegistered",
+            {
+                "plugin_id": manifest["id"],
+                "version": str(manifest.get("version", "")),
+                "status": outcome.body["status"],
+            },
         )
         return outcome
 
@@ -245,6 +271,7 @@ class Registrar:
                 known = set(row.egress_domains) | set(approved.get("allowed_domains", []))
                 row.egress_domains = row.egress_domains + [d for d in requested if d not in known]
             row.pending = None
+            before = row.status
             row.status = "active"
             row.updated_at = time.time()
             record = plugin_record(row)
@@ -261,6 +288,10 @@ class Registrar:
             status=200,
             started=started,
         )
+        await self._announce(
+            "PluginStatusChanged",
+            {"plugin_id": pid, "from": before, "to": "active", "reason": "enabled", "actor": actor},
+        )
         return record
 
     async def disable(
@@ -272,6 +303,7 @@ class Registrar:
             row = await s.get(Plugin, pid, with_for_update=True)
             if row is None:
                 raise RegistryError("not_found", f"no plugin {pid!r}")
+            before = row.status
             row.status = "disabled"
             row.gen += 1
             row.updated_at = time.time()
@@ -288,6 +320,10 @@ class Registrar:
             request_id=request_id,
             status=200,
             started=started,
+        )
+        await self._announce(
+            "PluginStatusChanged",
+            {"plugin_id": pid, "from": before, "to": "disabled", "reason": reason, "actor": actor},
         )
         return record
 
@@ -316,6 +352,7 @@ class Registrar:
             status=204,
             started=started,
         )
+        await self._announce("PluginUnregistered", {"plugin_id": pid, "actor": actor})
 
     async def refresh_token(self, pid: str, bearer: str, request_id: str) -> dict[str, Any]:
         """Swap a valid token of `pid` for a fresh one of the same generation."""

@@ -1,4 +1,5 @@
-"""Versioned config objects and their revisions: the egress document, per-plugin allowlists.
+"""Versioned config objects and their revisions: the egress document, per-plugin allowlists,
+per-plugin rate/concurrency limits.
 
 Every write is one transaction that checks the expected version (optimistic concurrency),
 stores the new value and a revision row (who, when, before, after, why). A revert is a
@@ -21,6 +22,8 @@ from vivified.registry.store.tables import ConfigDocument, ConfigRevision, Plugi
 EGRESS = "egress"
 ALLOWLIST_PREFIX = "plugin:"
 ALLOWLIST_SUFFIX = ":allowed-domains"
+LIMITS_SUFFIX = ":limits"
+DEFAULT_LIMITS: dict[str, Any] = {"rate": None, "concurrency": None}  # null: the settings'
 
 
 class VersionConflict(Exception):
@@ -49,6 +52,17 @@ def _plugin_of(obj: str) -> str | None:
     return None
 
 
+def limits_object(plugin_id: str) -> str:
+    """The config document (and revision object) of a plugin's rate/concurrency override."""
+    return f"{ALLOWLIST_PREFIX}{plugin_id}{LIMITS_SUFFIX}"
+
+
+def _limits_plugin_of(obj: str) -> str | None:
+    if obj.startswith(ALLOWLIST_PREFIX) and obj.endswith(LIMITS_SUFFIX):
+        return obj[len(ALLOWLIST_PREFIX) : -len(LIMITS_SUFFIX)]
+    return None
+
+
 def _check(expected: int | None, current: int) -> None:
     if expected is not None and expected != current:
         raise VersionConflict(current)
@@ -71,13 +85,63 @@ async def put_egress(
     comment: str = "",
 ) -> Versioned:
     """Replace the egress document whole (validate it first); returns the new version."""
+    return await _put_document(
+        sessions, EGRESS, DEFAULT_EGRESS_DOCUMENT, document, expected, actor, comment
+    )
+
+
+async def get_limits(sessions: async_sessionmaker[AsyncSession], plugin_id: str) -> Versioned:
+    """A plugin's limits override (nulls: the settings' defaults), version 0 before any."""
+    async with sessions() as s:
+        row = await s.get(ConfigDocument, limits_object(plugin_id))
+    if row is None:
+        return Versioned(dict(DEFAULT_LIMITS), 0)
+    return Versioned(dict(row.document), row.version)
+
+
+async def put_limits(
+    sessions: async_sessionmaker[AsyncSession],
+    plugin_id: str,
+    document: dict[str, Any],
+    *,
+    expected: int | None,
+    actor: str,
+    comment: str = "",
+) -> Versioned:
+    """Replace a plugin's limits override (validated first), with a revision."""
+    obj = limits_object(plugin_id)
+    return await _put_document(sessions, obj, DEFAULT_LIMITS, document, expected, actor, comment)
+
+
+async def all_limits(sessions: async_sessionmaker[AsyncSession]) -> dict[str, dict[str, Any]]:
+    """Every plugin's limits override: {plugin id: {rate, concurrency}}."""
+    stmt = select(ConfigDocument).where(col(ConfigDocument.name).endswith(LIMITS_SUFFIX))
+    async with sessions() as s:
+        rows = (await s.execute(stmt)).scalars().all()
+    out: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        pid = _limits_plugin_of(row.name)
+        if pid is not None:
+            out[pid] = dict(row.document)
+    return out
+
+
+async def _put_document(
+    sessions: async_sessionmaker[AsyncSession],
+    name: str,
+    default: dict[str, Any],
+    document: dict[str, Any],
+    expected: int | None,
+    actor: str,
+    comment: str,
+) -> Versioned:
     now = time.time()
     async with sessions() as s, s.begin():
-        row = await s.get(ConfigDocument, EGRESS, with_for_update=True)
-        before = dict(row.document) if row else copy.deepcopy(DEFAULT_EGRESS_DOCUMENT)
+        row = await s.get(ConfigDocument, name, with_for_update=True)
+        before = dict(row.document) if row else copy.deepcopy(default)
         _check(expected, row.version if row else 0)
         if row is None:
-            row = ConfigDocument(name=EGRESS, document=document, version=1, updated_at=now)
+            row = ConfigDocument(name=name, document=document, version=1, updated_at=now)
             s.add(row)
         else:
             row.document = document
@@ -86,7 +150,7 @@ async def put_egress(
         row.updated_by = actor
         s.add(
             ConfigRevision(
-                time=now, actor=actor, object=EGRESS, before=before, after=document, comment=comment
+                time=now, actor=actor, object=name, before=before, after=document, comment=comment
             )
         )
         version = row.version
@@ -202,10 +266,14 @@ async def get_revision(sessions: async_sessionmaker[AsyncSession], rev: int) -> 
 
 
 def revert_target(revision: dict[str, Any]) -> tuple[str, str | None, Any]:
-    """(kind, plugin id or None, value to restore) of a revision: `egress` or `allowlist`."""
+    """(kind, plugin id or None, value to restore) of a revision: `egress`, `allowlist` or
+    `limits`."""
     obj = revision["object"]
     if obj == EGRESS:
         return "egress", None, revision["before"]
+    lpid = _limits_plugin_of(obj)
+    if lpid is not None:
+        return "limits", lpid, revision["before"]
     pid = _plugin_of(obj)
     if pid is not None:
         return "allowlist", pid, revision["before"]

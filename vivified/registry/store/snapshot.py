@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import select
 
+from vivified.policy.audit_levels import declared_level, effective_level
 from vivified.policy.egress_settings import (
     DEFAULT_EGRESS_DOCUMENT,
     EgressSettings,
@@ -41,6 +42,7 @@ class PluginView:
     health_failures: int = 0
     egress_domains: tuple[str, ...] = ()
     egress_mode: str = "enforce"
+    audit_level: str = "basic"  # effective: declared, raised to what traits and data need
 
     @property
     def active(self) -> bool:
@@ -79,14 +81,16 @@ def plugin_view(row: Any) -> PluginView:
     """Build the hot-path view of a plugin row."""
     m = row.manifest or {}
     security = m.get("security") or {}
+    traits = frozenset(m.get("traits") or ())
+    classification = frozenset(security.get("data_classification") or ())
     return PluginView(
         id=row.id,
         status=row.status,
         gen=row.gen,
         base_url=row.base_url_override or row.base_url,
         manifest=m,
-        traits=frozenset(m.get("traits") or ()),
-        classification=frozenset(security.get("data_classification") or ()),
+        traits=traits,
+        classification=classification,
         contracts=tuple(m.get("contracts") or ()),
         dependencies=frozenset(m.get("dependencies") or ()),
         endpoints=dict(m.get("endpoints") or {}),
@@ -94,6 +98,7 @@ def plugin_view(row: Any) -> PluginView:
         health_failures=row.health_failures,
         egress_domains=tuple(row.egress_domains or ()),
         egress_mode=row.egress_mode,
+        audit_level=effective_level(declared_level(m), traits, classification),
     )
 
 

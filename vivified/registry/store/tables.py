@@ -111,8 +111,10 @@ class AuditRecord(SQLModel, table=True):
     __tablename__ = "audit_records"
     __table_args__ = (
         Index("ix_audit_records_time", "time"),
-        Index("ix_audit_records_actor", "actor"),
-        Index("ix_audit_records_target", "target"),
+        # each ends in `id`: a filtered page is read newest first from the index, not sorted
+        Index("ix_audit_records_actor_id", "actor", "id"),
+        Index("ix_audit_records_target_id", "target", "id"),
+        Index("ix_audit_records_lane_decision_id", "lane", "decision", "id"),
     )
 
     id: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
