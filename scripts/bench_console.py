@@ -92,7 +92,16 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-Row = tuple[str, int, float, float, float, float]  # path, status, client p50/p95, server p50/p95
+# path, status, client p50/p95, server p50/p95, gateway CPU per request
+Row = tuple[str, int, float, float, float, float, float]
+TICK_MS = 1000 / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_ms(pid: int) -> float:
+    """The process's user + system CPU time so far (ms): what a page costs on a quiet machine,
+    which a loaded, shared one does not show in wall times."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) * TICK_MS
 
 
 def server_times(log_path: Path) -> dict[str, float]:
@@ -120,7 +129,9 @@ def server_ms(log_path: Path, ids: list[str]) -> list[float]:
         time.sleep(0.1)
 
 
-def measure(url: str, log_path: Path, plugins: int, audit: int, requests: int) -> list[Row]:
+def measure(
+    url: str, log_path: Path, pid: int, plugins: int, audit: int, requests: int
+) -> list[Row]:
     with httpx.Client(base_url=url, trust_env=False, timeout=120) as c:
         r = c.post("/console/login", data={"token": ADMIN_TOKEN})
         if r.status_code != 303:
@@ -135,12 +146,14 @@ def measure(url: str, log_path: Path, plugins: int, audit: int, requests: int) -
                 status = c.get(path).status_code
             times = []
             ids = []
+            cpu0 = cpu_ms(pid)
             for _ in range(requests):
                 started = time.perf_counter()
                 r = c.get(path)
                 times.append((time.perf_counter() - started) * 1000)
                 status = r.status_code
                 ids.append(r.headers.get("x-vivified-request-id", ""))
+            cpu = (cpu_ms(pid) - cpu0) / requests
             server = server_ms(log_path, ids) or [float("nan")]
             rows.append(
                 (
@@ -150,11 +163,12 @@ def measure(url: str, log_path: Path, plugins: int, audit: int, requests: int) -
                     percentile(times, 0.95),
                     statistics.median(server),
                     percentile(server, 0.95),
+                    cpu,
                 )
             )
             print(
                 f"  {path}: client {rows[-1][2]:.1f} / {rows[-1][3]:.1f} ms, "
-                f"server {rows[-1][4]:.1f} / {rows[-1][5]:.1f} ms",
+                f"server {rows[-1][4]:.1f} / {rows[-1][5]:.1f} ms, cpu {cpu:.1f} ms",
                 file=sys.stderr,
                 flush=True,
             )
@@ -191,11 +205,15 @@ def report(
         f"\nconsole pages, {backend}, {plugins:,} plugins, {audit:,} audit records, "
         f"{requests} requests each, run {run} (ms; server = the gateway's access-log time):"
     )
-    print(f"{'page':<64} {'status':>6} {'client p50':>10} {'p95':>7} {'server p50':>10} {'p95':>7}")
-    for path, status, p50, p95, s50, s95 in rows:
+    print(
+        f"{'page':<64} {'status':>6} {'client p50':>10} {'p95':>7} {'server p50':>10} {'p95':>7}"
+        f" {'cpu/req':>7}"
+    )
+    for path, status, p50, p95, s50, s95, cpu in rows:
         flag = "  OVER" if not s95 <= TARGET_MS or status != 200 else ""
         print(
-            f"{path[:64]:<64} {status:>6} {p50:>10.1f} {p95:>7.1f} {s50:>10.1f} {s95:>7.1f}{flag}"
+            f"{path[:64]:<64} {status:>6} {p50:>10.1f} {p95:>7.1f} {s50:>10.1f} {s95:>7.1f}"
+            f" {cpu:>7.1f}{flag}"
         )
     sys.stdout.flush()
 
@@ -212,7 +230,8 @@ def serve_and_measure(
     gw = CoreProcess("gateway", tmp, env).start(timeout=600)
     try:
         for run in range(1, args.runs + 1):
-            rows = measure(gw.url, gw.log_path, plugins, audit, args.requests)
+            assert gw.proc is not None
+            rows = measure(gw.url, gw.log_path, gw.proc.pid, plugins, audit, args.requests)
             report(backend, plugins, audit, args.requests, run, rows)
     finally:
         gw.stop()

@@ -183,6 +183,7 @@ PARTS = (
     ("without the assertion", "assertion"),
     ("without the audit", "audit"),
     ("without both", "assertion,audit"),
+    ("without metrics", "metrics"),  # VIVIFIED_METRICS=false: the Prometheus hooks' cost
 )
 
 
@@ -196,6 +197,8 @@ def start_gateway(
         (tmp / "without").mkdir(exist_ok=True)
         (tmp / "without" / "sitecustomize.py").write_text(WITHOUT)
         env |= {"PYTHONPATH": str(tmp / "without"), "BENCH_LANE_WITHOUT": without}
+        if "metrics" in without.split(","):
+            env["VIVIFIED_METRICS"] = "false"
     gw = CoreProcess("gateway", tmp / name, env)
     gw.start()
     # -a: the threads it has already started (the SQLite writer's) too, not only the main one

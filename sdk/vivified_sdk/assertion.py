@@ -32,7 +32,9 @@ def fetch_jwks(core_url: str, timeout: float = 5.0) -> dict[str, Any]:
     url = core_url.rstrip("/") + "/.well-known/jwks.json"
     if not url.startswith(("http://", "https://")):
         raise ValueError("core_url must be an http(s) URL")
-    with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 (scheme checked)
+    # Core is reached directly: HTTP(S)_PROXY set for egress must not capture this call.
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(url, timeout=timeout) as resp:  # scheme checked above
         doc: dict[str, Any] = json.load(resp)
     return doc
 

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
 from typing import Any
 
 from sqlalchemy import text
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Mount, Route
+from starlette.routing import Route
 
 from vivified.config.egress_ca import EgressCaError, ca_bundle, ensure_deployment_ca
 from vivified.gateway import auth
+from vivified.gateway.openapi import openapi_document
 from vivified.gateway.problems import Problem
 from vivified.registry.audit.quarantine import count as quarantine_count
 
@@ -74,59 +74,13 @@ async def egress_ca(request: Request) -> Response:
     return Response(pem.encode(), media_type="application/x-pem-file")
 
 
-# A route without methods is an ASGI app taking every method: in core, the operator lane.
-LANE_METHODS = ("DELETE", "GET", "PATCH", "POST", "PUT")
-LANE_SUMMARY = "Operator API lane: call the `service` plugin's declared endpoint at `rest`"
-
-
-def _schema_routes(routes: Iterable[BaseRoute], prefix: str = "") -> Iterator[tuple[str, Route]]:
-    """(full path, route) of every route in the schema, the routes of Mounts included."""
-    for route in routes:
-        if isinstance(route, Mount):
-            yield from _schema_routes(route.routes, prefix + route.path)
-        elif isinstance(route, Route) and route.include_in_schema:
-            yield prefix + route.path_format, route
-
-
-def openapi_document(routes: list[BaseRoute]) -> dict[str, Any]:
-    """An OpenAPI 3.1 description built from the routes and their docstrings."""
-    paths: dict[str, dict[str, Any]] = {}
-    for path, route in _schema_routes(routes):
-        if route.methods is None:
-            summary, methods = LANE_SUMMARY, set(LANE_METHODS)
-        else:
-            summary = (route.endpoint.__doc__ or route.name).strip().splitlines()[0]
-            methods = set(route.methods)
-        for method in sorted(methods - {"HEAD"}):
-            op: dict[str, Any] = {
-                "summary": summary,
-                "operationId": f"{method.lower()}_{route.name}",
-                "responses": {
-                    "default": {
-                        "description": "problem details (RFC 9457)",
-                        "content": {"application/problem+json": {}},
-                    }
-                },
-            }
-            params = [
-                {"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
-                for p in route.param_convertors
-            ]
-            if params:
-                op["parameters"] = params
-            paths.setdefault(path, {})[method.lower()] = op
-    return {
-        "openapi": "3.1.0",
-        "info": {"title": "Vivified core", "version": "0.1.0"},
-        "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
-        "security": [{"bearer": []}],
-        "paths": paths,
-    }
-
-
 async def openapi(request: Request) -> Response:
-    """This API's OpenAPI description."""
-    return JSONResponse(openapi_document(request.app.routes))
+    """This API's OpenAPI description (see `vivified.gateway.openapi`), built once per app."""
+    state = request.app.state
+    doc = getattr(state, "openapi_document", None)
+    if doc is None:
+        doc = state.openapi_document = openapi_document(request.app.routes)
+    return JSONResponse(doc)
 
 
 ROUTES = [

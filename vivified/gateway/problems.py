@@ -69,6 +69,7 @@ CONFIG_STATUS: Mapping[str, int] = {
     "stale_version": 412,
     "invalid_body": 422,
     "invalid_allowlist": 422,
+    "invalid_limits": 422,
     "invalid_egress_document": 422,
 }
 _RAW_PATH = ("path_too_long", "not_absolute", "control_character", "backslash", "bad_encoding")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy.engine import Connection
@@ -13,8 +11,15 @@ from vivified.registry.store import tables as models  # noqa: F401  (registers t
 from vivified.registry.store.engine import create_engine, migrate
 
 
-async def test_migrations_match_models(tmp_path: Path) -> None:
-    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path}/m.db")
+def _async_url(url: str) -> str:
+    if url.startswith("postgresql://"):
+        return "postgresql+asyncpg://" + url.removeprefix("postgresql://")
+    return "sqlite+aiosqlite:///" + url.removeprefix("sqlite:///")
+
+
+async def test_migrations_match_models(db_url: str) -> None:
+    """From an empty database (a SQLite file, or a fresh PostgreSQL database per test)."""
+    engine = create_engine(_async_url(db_url))
     try:
         await migrate(engine)
         await migrate(engine)  # idempotent: every start runs it

@@ -8,6 +8,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from sqlalchemy import Text, and_, case, cast, func, or_, text
+from sqlalchemy import select as sa_select
 from sqlmodel import col, select
 from starlette.responses import RedirectResponse, Response
 
@@ -17,6 +18,7 @@ from vivified.gateway.middleware import request_id
 from vivified.gateway.params import PLUGIN_ID, path_plugin_id, query_text
 from vivified.gateway.plugins import _problem as api_problem
 from vivified.registry.audit.writer import AuditEvent
+from vivified.registry.manifest.cycles import cycle_messages
 from vivified.registry.plugins.record import plugin_record
 from vivified.registry.plugins.reregistration import RegistryError
 from vivified.registry.store.tables import Plugin
@@ -188,7 +190,7 @@ async def plugin_table(
         if conds:
             counted = select(func.count()).select_from(Plugin).where(*conds)
             matched = (await s.execute(counted, params)).scalar_one()
-        stmt = select(
+        stmt = sa_select(  # sqlmodel's select takes at most four columns
             ids,
             col(Plugin.name),
             col(Plugin.version),
@@ -219,34 +221,6 @@ async def plugin_table(
             "trait": traits,
             "classification": classes,
         },
-    }
-
-
-async def plugin_counts(ctx: Ctx, shown: int = 20) -> dict[str, Any]:
-    """The overview's numbers, counted in SQL: by status, by health, and who waits (the first
-    `shown` of them by id, and how many in all)."""
-    status, health = col(Plugin.status), col(Plugin.health_state)
-    async with ctx.core.sessions() as s:
-        grouped = (
-            await s.execute(select(status, health, func.count()).group_by(status, health))
-        ).all()
-        waiting = select(col(Plugin.id)).where(waiting_sql()).order_by(col(Plugin.id))
-        first = (await s.execute(waiting.limit(shown))).scalars().all()
-        count = len(first)
-        if count == shown:
-            counted = select(func.count()).select_from(Plugin).where(waiting_sql())
-            count = (await s.execute(counted)).scalar_one()
-    by_status: dict[str, int] = {}
-    by_health: dict[str, int] = {}
-    for st, hs, n in grouped:
-        by_status[st] = by_status.get(st, 0) + n
-        by_health[hs] = by_health.get(hs, 0) + n
-    return {
-        "total": sum(by_status.values()),
-        "status": sorted(by_status.items()),
-        "health": sorted(by_health.items()),
-        "waiting": list(first),
-        "waiting_count": count,
     }
 
 
@@ -330,6 +304,7 @@ async def render_plugin(ctx: Ctx, status: int = 200, **kw: Any) -> Response:
         view=row_view(record),
         actions=[(a, ACTIONS[a][0]) for a in available(record)],
         done=done_verbs.get(done, ""),
+        cycles=cycle_messages(ctx.core.snapshot.current.plugins, record["id"]),
         **(await plugin_extras(ctx, record["id"])),
         **kw,
     )

@@ -139,9 +139,14 @@ class HealthMonitor:
         if target is None:
             await self._judge_heartbeats(view.id)
             return
+        started = time.time()
         ok, metrics = await self._probe(*target)
         await self._apply(
-            view.id, lambda h, now: after_probe(h, ok, now, self._policy), metrics, source="poll"
+            view.id,
+            lambda h, now: after_probe(h, ok, now, self._policy),
+            metrics,
+            source="poll",
+            poll_started=started,
         )
 
     async def _probe(
@@ -195,7 +200,13 @@ class HealthMonitor:
         metrics: dict[str, Any] | None,
         *,
         source: str,
+        poll_started: float | None = None,
     ) -> Health:
+        """Apply one observation under the plugin row's lock. A poll result counts only if
+        this replica still holds the plugin's lease and no result of a later poll is recorded
+        yet: a replica that stalled mid-poll and lost the lease would otherwise add its old
+        failure on top of the new holder's count (after a success in between: `unhealthy`
+        before three consecutive failures)."""
         now = time.time()
         async with self._sessions() as s, s.begin():
             row = await s.get(Plugin, pid, with_for_update=True)
@@ -208,6 +219,12 @@ class HealthMonitor:
                 row.health_checked_at,
                 detail.get("last_heartbeat"),
             )
+            if poll_started is not None and (
+                (row.health_checked_at is not None and row.health_checked_at > poll_started)
+                or not await leases.holds(s, f"health:{pid}", self.replica_id)
+            ):
+                log.info("stale health poll dropped", extra={"plugin": pid})
+                return before
             after = step(before, now)
             row.health_state = after.state
             row.health_failures = after.consecutive_failures

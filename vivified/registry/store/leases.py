@@ -34,6 +34,12 @@ async def acquire(
     return True
 
 
+async def holds(session: AsyncSession, name: str, holder: str) -> bool:
+    """Whether `holder` still holds the live lease `name` (inside the caller's transaction)."""
+    row = await session.get(Lease, name)
+    return row is not None and row.holder == holder and row.expires_at >= time.time()
+
+
 async def release(sessions: async_sessionmaker[AsyncSession], holder: str) -> None:
     """Give up every lease of `holder` (clean shutdown hands work over at once)."""
     async with sessions() as s, s.begin():
