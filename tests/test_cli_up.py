@@ -51,7 +51,11 @@ def test_up_runs_everything_and_stops_cleanly(tmp_path: Path) -> None:
     try:
         assert proc.stdout is not None
         deadline = time.monotonic() + 60
-        while "NATS" not in banner or "data dir" not in banner:
+        # the banner's own lines, not a log line that happens to name NATS or the data dir
+        while not (
+            re.search(r"^\s*NATS\s+nats://", banner, re.M)
+            and re.search(r"^\s*data dir\s+/", banner, re.M)
+        ):
             line = proc.stdout.readline()
             assert line or proc.poll() is None, banner
             banner += line

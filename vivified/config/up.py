@@ -166,6 +166,7 @@ def banner(
         "Vivified core is up.",
         f"  gateway        {gw}   (health: {gw}/healthz, API: {gw}/openapi.json)"
         + (f", {settings.gateway_workers} workers" if settings.gateway_workers > 1 else ""),
+        f"  console        {gw}/console   (sign in with the admin token)",
         f"  egress proxy   http://{egress}   (CA: {gw}/egress/ca.pem)",
         f"  registry       {settings.database_url or settings.data_dir / 'registry.db'}",
         f"  NATS           {nats_url}   ({'embedded, JetStream' if embedded_nats else 'external'})",
