@@ -5,8 +5,11 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import httpx
+import pytest
+from openapi_spec_validator import validate
 from starlette.routing import BaseRoute, Mount, Route
 from support.procs import ADMIN_TOKEN
 
@@ -89,3 +92,90 @@ def test_request_id_is_ours_not_the_callers(client: httpx.Client) -> None:
     r = client.get("/healthz", headers={"X-Vivified-Request-Id": "spoofed"})
     assert r.headers["x-vivified-request-id"] != "spoofed"
     assert len(r.headers["x-vivified-request-id"]) == 32
+
+
+# -- the OpenAPI description: valid, and real schemas for every JSON route ----------------------
+
+# Operations that take no request body (everything else that writes does).
+NO_BODY = {
+    ("post", "/admin/keys/rotate"),
+    ("post", "/admin/egress/ca/rotate"),
+    ("post", "/plugins/{plugin_id}/enable"),
+    ("post", "/plugins/{plugin_id}/disable"),
+    ("post", "/plugins/{plugin_id}/token"),
+    ("post", "/admin/events/dead-letters/{seq}/replay"),
+    ("post", "/admin/oidc/users/{user_id}/disable"),
+    ("post", "/admin/oidc/users/{user_id}/enable"),
+}
+
+
+def _json_operations(doc: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    """(method, path, operation) of every admin, plugin, event and meta operation."""
+    return [
+        (method, path, op)
+        for path, ops in doc["paths"].items()
+        if not path.startswith("/console") and path != "/{service}/{rest}"
+        for method, op in ops.items()
+    ]
+
+
+def _served(client: httpx.Client) -> dict[str, Any]:
+    r = client.get("/openapi.json")
+    assert r.status_code == 200, r.text
+    doc: dict[str, Any] = r.json()
+    return doc
+
+
+def test_openapi_is_a_valid_openapi_31_document(client: httpx.Client) -> None:
+    doc = _served(client)
+    assert doc["openapi"] == "3.1.0"
+    validate(doc)  # openapi-spec-validator: structure, $refs, unique operation ids
+    assert all(":" not in path for path in doc["paths"])  # no `{rest:path}` converters
+    assert "/{service}/{rest}" in doc["paths"]
+
+
+def test_openapi_problem_component(client: httpx.Client) -> None:
+    comps = _served(client)["components"]
+    problem = comps["schemas"]["Problem"]
+    assert set(problem["properties"]) == {"type", "title", "status", "detail", "reason", "errors"}
+    assert set(problem["required"]) == {"type", "title", "status", "detail"}
+    assert comps["responses"]["Problem"]["content"] == {
+        "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}
+    }
+    assert comps["securitySchemes"]["bearer"] == {
+        "type": "http",
+        "scheme": "bearer",
+        "description": comps["securitySchemes"]["bearer"]["description"],
+    }
+    assert comps["schemas"]["Manifest"]["properties"]["id"]["type"] == "string"
+    assert "$id" not in comps["schemas"]["Manifest"]
+
+
+@pytest.mark.parametrize(
+    "rule",
+    [
+        pytest.param("success", id="2xx-has-a-schema-or-is-204"),
+        pytest.param("problem", id="errors-are-the-problem-component"),
+        pytest.param("body", id="writes-describe-their-body"),
+    ],
+)
+def test_openapi_json_operations_have_real_schemas(client: httpx.Client, rule: str) -> None:
+    doc = _served(client)
+    broken = []
+    for method, path, op in _json_operations(doc):
+        responses = op["responses"]
+        success = [s for s in responses if s.startswith("2")]
+        if rule == "success":
+            ok = bool(success) and all(
+                s == "204" or any(m.get("schema") for m in responses[s].get("content", {}).values())
+                for s in success
+            )
+        elif rule == "problem":
+            ok = responses.get("default") == {"$ref": "#/components/responses/Problem"}
+        else:
+            wants = method in {"post", "put", "patch"} and (method, path) not in NO_BODY
+            content = op.get("requestBody", {}).get("content", {})
+            ok = not wants or any(m.get("schema") for m in content.values())
+        if not ok:
+            broken.append((method, path))
+    assert broken == []
