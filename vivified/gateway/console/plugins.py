@@ -89,8 +89,12 @@ def waiting_sql() -> Any:
 def _has(dialect: str, paths: tuple[str, str], name: str) -> Any:
     """The manifest's list at `paths` holds the value of parameter `name`."""
     # fixed paths and parameter names only: the value is always a bound parameter
-    if dialect == "postgresql":
-        sql = "(plugins.manifest::jsonb -> {p}) @> jsonb_build_array(CAST(:{n} AS text))"
+    if dialect == "postgresql":  # json, not jsonb: no conversion of every whole manifest
+        sql = (
+            "EXISTS (SELECT 1 FROM json_array_elements_text(CASE WHEN json_typeof("
+            "plugins.manifest -> {p}) = 'array' THEN plugins.manifest -> {p} END) t"
+            " WHERE t = :{n})"
+        )
         return text(sql.format(p=paths[1], n=name))
     sql = "EXISTS (SELECT 1 FROM json_each(plugins.manifest, '{p}') WHERE value = :{n})"
     return text(sql.format(p=paths[0], n=name))
