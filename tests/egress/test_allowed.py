@@ -1,12 +1,34 @@
-"""Allowed traffic passes through a real egress process: httpx and curl, HTTP and HTTPS."""
+"""Allowed traffic passes through a real egress process: httpx and curl, HTTP and HTTPS.
+
+Every test runs on both registry backends: the egress reads its plugins and egress document
+from SQLite or from a fresh PostgreSQL database.
+"""
 
 from __future__ import annotations
 
 import json
 import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
-from support.egress import Egress
+import pytest
+from support.backends import BACKENDS, registry_url
+from support.egress import Egress, Upstreams, connect, egress_document, start_egress
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def egress(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, upstreams: Upstreams
+) -> Iterator[Egress]:
+    """This module's egress, once per registry backend (overrides the folder's SQLite one)."""
+    with registry_url(request.param) as url:
+        eg = start_egress(Path(tmp_path_factory.mktemp("egress")), upstreams, database_url=url)
+        try:
+            yield eg
+        finally:
+            eg.proc.stop()
 
 
 def client(eg: Egress, plugin: str = "alpha") -> httpx.Client:
@@ -107,3 +129,41 @@ def test_passthrough_tunnel_is_not_intercepted(egress: Egress) -> None:
         r = c.get(f"https://pass.example.org:{egress.up.https_port}/through")
     assert r.status_code == 200
     assert r.json()["path"] == "/through"
+
+
+def _connect_answer(eg: Egress, target: str) -> tuple[int, str | None]:
+    status, headers, _body, sock = connect(eg, target)
+    sock.close()
+    return status, headers.get("x-vivified-egress-error")
+
+
+def _until(eg: Egress, target: str, want: tuple[int, str | None], bound: float = 5) -> None:
+    """CONNECT answers `want` within `bound` seconds (the egress reloads every 0.5 s here)."""
+    deadline = time.monotonic() + bound
+    got = _connect_answer(eg, target)
+    while got != want and time.monotonic() < deadline:
+        time.sleep(0.05)
+        got = _connect_answer(eg, target)
+    assert got == want, (target, got)
+
+
+def test_a_config_change_in_the_registry_denies_then_allows_again(egress: Egress) -> None:
+    """The registry's egress document is re-read: a newly blocked domain is refused with its
+    reason, and allowed again once the block is lifted (restored for the module's other tests)."""
+    target = f"sub.example.org:{egress.up.https_port}"
+    base = egress_document(egress.up, egress.gateway_port)
+    _until(egress, target, (200, None))
+    try:
+        blocked = [*base["blocked_domains"], "sub.example.org"]
+        egress.update(doc=egress_document(egress.up, egress.gateway_port, blocked_domains=blocked))
+        _until(egress, target, (403, "blocked_domain"))
+        status, headers, body, sock = connect(egress, target)
+        sock.close()
+        assert (status, json.loads(body)["reason"]) == (403, "blocked_domain")
+        assert headers["content-type"] == "application/problem+json"
+    finally:
+        egress.update(doc=base)
+    _until(egress, target, (200, None))
+    with client(egress) as c:
+        r = c.get(f"https://{target}/again")
+    assert (r.status_code, r.json()["path"]) == (200, "/again")

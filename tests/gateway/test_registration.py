@@ -1,18 +1,35 @@
-"""Registration, re-registration and lifecycle over real HTTP."""
+"""Registration, re-registration and lifecycle over real HTTP, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import jwt
 import pytest
 from support.audit import wait_for_audit
+from support.backends import BACKENDS, registry_env, registry_url
 from support.manifests import seed, simple
-from support.procs import admin_headers, register, registration_token
+from support.procs import CoreProcess, admin_headers, register, registration_token
 
 _ids = itertools.count(1)
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def gateway(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[CoreProcess]:
+    """This module's gateway, once per registry backend (overrides the folder's SQLite one)."""
+    with registry_url(request.param) as url:
+        proc = CoreProcess("gateway", Path(tmp_path_factory.mktemp("gw")), registry_env(url))
+        proc.start()
+        try:
+            yield proc
+        finally:
+            proc.stop()
 
 
 def fresh_id(prefix: str = "plug") -> str:

@@ -186,13 +186,24 @@ PLUGINS: dict[str, dict[str, Any]] = {
 }
 
 
-async def _setup_db(data_dir: Path, doc: dict[str, Any]) -> dict[str, str]:
+def _registry(data_dir: Path, database_url: str | None) -> str:
+    """The async URL of the registry the egress reads: `database_url`, else its SQLite file."""
+    if database_url is not None:
+        from support.backends import async_url
+
+        return async_url(database_url)
+    return f"sqlite+aiosqlite:///{data_dir.resolve() / 'registry.db'}"
+
+
+async def _setup_db(
+    data_dir: Path, doc: dict[str, Any], database_url: str | None = None
+) -> dict[str, str]:
     from vivified.registry.identity.keys import KeyStore
     from vivified.registry.identity.tokens import TokenService
     from vivified.registry.store.engine import create_engine, migrate, session_factory
     from vivified.registry.store.tables import ConfigDocument, Plugin
 
-    engine = create_engine(f"sqlite+aiosqlite:///{data_dir.resolve() / 'registry.db'}")
+    engine = create_engine(_registry(data_dir, database_url))
     try:
         await migrate(engine)
         sessions = session_factory(engine)
@@ -237,11 +248,12 @@ async def _update(
     *,
     doc: dict[str, Any] | None = None,
     plugin: tuple[str, dict[str, Any]] | None = None,
+    database_url: str | None = None,
 ) -> None:
     from vivified.registry.store.engine import create_engine, session_factory
     from vivified.registry.store.tables import ConfigDocument, Plugin
 
-    engine = create_engine(f"sqlite+aiosqlite:///{data_dir.resolve() / 'registry.db'}")
+    engine = create_engine(_registry(data_dir, database_url))
     try:
         async with session_factory(engine)() as s:
             if doc is not None:
@@ -258,13 +270,13 @@ async def _update(
         await engine.dispose()
 
 
-async def _audit_rows(data_dir: Path) -> list[Any]:
+async def _audit_rows(data_dir: Path, database_url: str | None = None) -> list[Any]:
     from sqlmodel import select
 
     from vivified.registry.store.engine import create_engine, session_factory
     from vivified.registry.store.tables import AuditRecord
 
-    engine = create_engine(f"sqlite+aiosqlite:///{data_dir.resolve() / 'registry.db'}")
+    engine = create_engine(_registry(data_dir, database_url))
     try:
         async with session_factory(engine)() as s:
             rows = (
@@ -291,6 +303,7 @@ class Egress:
     tokens: dict[str, str]
     ca_file: Path
     gateway_port: int
+    database_url: str | None = None  # None: the SQLite file in data_dir
 
     @property
     def port(self) -> int:
@@ -311,19 +324,28 @@ class Egress:
         return ssl.create_default_context(cafile=str(self.ca_file))
 
     def update(self, **kwargs: Any) -> None:
-        asyncio.run(_update(self.data_dir, **kwargs))
+        asyncio.run(_update(self.data_dir, database_url=self.database_url, **kwargs))
 
     def audit_rows(self) -> list[Any]:
-        return asyncio.run(_audit_rows(self.data_dir))
+        return asyncio.run(_audit_rows(self.data_dir, self.database_url))
 
 
 def start_egress(
-    data_dir: Path, up: Upstreams, *, env: dict[str, str] | None = None, **doc_changes: Any
+    data_dir: Path,
+    up: Upstreams,
+    *,
+    env: dict[str, str] | None = None,
+    database_url: str | None = None,
+    **doc_changes: Any,
 ) -> Egress:
-    """A real `vivified egress` on loopback; `env` adds or overrides VIVIFIED_* settings."""
+    """A real `vivified egress` on loopback; `env` adds or overrides VIVIFIED_* settings;
+    `database_url` (postgresql://...) puts its registry there instead of the SQLite file."""
     data_dir.mkdir(parents=True, exist_ok=True)
     gateway_port = free_port()
-    tokens = asyncio.run(_setup_db(data_dir, egress_document(up, gateway_port, **doc_changes)))
+    document = egress_document(up, gateway_port, **doc_changes)
+    tokens = asyncio.run(_setup_db(data_dir, document, database_url))
+    if database_url is not None:
+        env = {"VIVIFIED_DATABASE_URL": database_url, **(env or {})}
     proc = CoreProcess(
         "egress",
         data_dir,
@@ -338,7 +360,7 @@ def start_egress(
     ).start()
     from vivified.config.egress_ca import ensure_ca
 
-    return Egress(proc, data_dir, up, tokens, ensure_ca(data_dir), gateway_port)
+    return Egress(proc, data_dir, up, tokens, ensure_ca(data_dir), gateway_port, database_url)
 
 
 @pytest.fixture(scope="module")

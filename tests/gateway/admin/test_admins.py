@@ -3,7 +3,8 @@
 Minting a token needs every requested scope held by the caller, and `admins:manage` when it
 is for another admin; revoking another admin's token needs `admins:manage` and every scope
 that token carries. Without `admins:manage` an admin manages only its own tokens. Refusals
-are 403 problem+json with a stable `reason` and change nothing.
+are 403 problem+json with a stable `reason` and change nothing. Every test runs on both
+registry backends: SQLite and a fresh PostgreSQL database.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 from support.audit import wait_for_audit
+from support.backends import BACKENDS, registry_env, registry_url
 from support.procs import CoreProcess, admin_headers
 
 MANAGE = "admins:manage"
@@ -39,11 +41,18 @@ class Admin:
         return admin_headers(self.token)
 
 
-@pytest.fixture(scope="module")
-def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CoreProcess]:
-    proc = CoreProcess("gateway", Path(tmp_path_factory.mktemp("powers"))).start()
-    yield proc
-    proc.stop()
+@pytest.fixture(scope="module", params=BACKENDS)
+def gw(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[CoreProcess]:
+    """This module's gateway, once per registry backend (SQLite, a fresh PostgreSQL database)."""
+    with registry_url(request.param) as url:
+        proc = CoreProcess("gateway", Path(tmp_path_factory.mktemp("powers")), registry_env(url))
+        proc.start()
+        try:
+            yield proc
+        finally:
+            proc.stop()
 
 
 @pytest.fixture

@@ -1,4 +1,7 @@
-"""The config API over HTTP: versions, validation, scopes, revisions and revert."""
+"""The config API over HTTP: versions, validation, scopes, revisions and revert.
+
+Every test runs on both registry backends: SQLite and a fresh PostgreSQL database.
+"""
 
 from __future__ import annotations
 
@@ -8,19 +11,29 @@ from typing import Any
 
 import httpx
 import pytest
+from support.backends import BACKENDS, registry_env, registry_url
 from support.manifests import simple
 from support.procs import CoreProcess, admin_headers, register, registration_token
 
 
-@pytest.fixture(scope="module")
-def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[CoreProcess]:
-    proc = CoreProcess("gateway", Path(tmp_path_factory.mktemp("cfg"))).start()
-    with httpx.Client(base_url=proc.url, trust_env=False, timeout=30) as c:
-        m = simple("fetcher", traits=["external_service"], allowed_domains=["api.example.com"])
-        assert register(c, m, registration_token(c)).status_code == 201
-        assert c.post("/plugins/fetcher/enable", headers=admin_headers()).status_code == 200
-    yield proc
-    proc.stop()
+@pytest.fixture(scope="module", params=BACKENDS)
+def gw(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[CoreProcess]:
+    """This module's gateway, once per registry backend (SQLite, a fresh PostgreSQL database)."""
+    with registry_url(request.param) as url:
+        proc = CoreProcess("gateway", Path(tmp_path_factory.mktemp("cfg")), registry_env(url))
+        proc.start()
+        try:
+            with httpx.Client(base_url=proc.url, trust_env=False, timeout=30) as c:
+                m = simple(
+                    "fetcher", traits=["external_service"], allowed_domains=["api.example.com"]
+                )
+                assert register(c, m, registration_token(c)).status_code == 201
+                assert c.post("/plugins/fetcher/enable", headers=admin_headers()).status_code == 200
+            yield proc
+        finally:
+            proc.stop()
 
 
 @pytest.fixture

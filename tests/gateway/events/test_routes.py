@@ -1,4 +1,9 @@
-"""The canonical event lane over real processes: gateway(s), embedded nats-server, webhooks."""
+"""The canonical event lane over real processes: gateway(s), embedded nats-server, webhooks.
+
+The lane's registry is SQLite; the tests that write and read it most (registration and
+publish → deliver, per-publisher deduplication and its audit, dead letter → replay, two
+replicas on one registry) also run on a fresh PostgreSQL database (`BACKENDS`).
+"""
 
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from support.backends import BACKENDS, registry_url
 from support.manifests import seed, simple
 from support.procs import CoreProcess, admin_headers, register, registration_token
 from support.upstream import serve_in_thread
@@ -108,14 +114,20 @@ def settled(gw: CoreProcess, *pids: str) -> bool:
 
 
 @pytest.fixture
-def lane(tmp_path: Path) -> Iterator[Lane]:
+def registry(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The lane's registry URL: SQLite unless a test parametrises it (indirect) over BACKENDS."""
+    with registry_url(getattr(request, "param", "sqlite")) as url:
+        yield url or f"sqlite:///{tmp_path}/registry.db"
+
+
+ON_BOTH = pytest.mark.parametrize("registry", BACKENDS, indirect=True)
+
+
+@pytest.fixture
+def lane(tmp_path: Path, registry: str) -> Iterator[Lane]:
     nats = ManagedNats(tmp_path / "nats")
     url = nats.start()
-    env = {
-        **FAST,
-        "VIVIFIED_NATS_URL": url,
-        "VIVIFIED_DATABASE_URL": f"sqlite:///{tmp_path}/registry.db",
-    }
+    env = {**FAST, "VIVIFIED_NATS_URL": url, "VIVIFIED_DATABASE_URL": registry}
     hook = Hook()
     gw = CoreProcess("gateway", tmp_path / "gw", env).start()
     try:
@@ -166,6 +178,7 @@ def test_catalogue_lists_types_with_classification_and_schema() -> None:
     assert types["UserCreated"]["schema"]["type"] == "object"
 
 
+@ON_BOTH
 def test_publish_is_delivered_with_an_assertion(lane: Lane) -> None:
     r = lane.publish({"type": "UserCreated", "data": USER})
     assert r.status_code == 202, r.text
@@ -261,6 +274,7 @@ def test_same_id_twice_is_accepted_and_delivered_once(lane: Lane) -> None:
     assert lane.hook.ids().count(eid) == 1
 
 
+@ON_BOTH
 def test_same_id_from_two_publishers_is_two_events(lane: Lane) -> None:
     """Deduplication is per publisher: another plugin reusing an id cannot suppress an event;
     each publisher repeating its own id is still stored (and delivered) once."""
@@ -314,6 +328,7 @@ def test_a_subscriber_down_for_a_while_gets_everything_in_order(lane: Lane) -> N
     assert got == ids
 
 
+@ON_BOTH
 def test_dead_letter_after_max_attempts_then_replay(lane: Lane) -> None:
     lane.hook.up = False
     eid = "dead-" + uuid.uuid4().hex[:8]
@@ -368,6 +383,7 @@ def test_gateway_restart_mid_stream_loses_nothing(lane: Lane) -> None:
     assert [e for e in lane.hook.ids() if e in ids] == ids
 
 
+@ON_BOTH
 def test_two_replicas_deliver_each_event_once(lane: Lane, tmp_path: Path) -> None:
     other = CoreProcess("gateway", tmp_path / "gw2", lane.env).start()
     try:

@@ -1,4 +1,9 @@
-"""Health monitoring over real processes: polls, heartbeats, gating and quarantine."""
+"""Health monitoring over real processes: polls, heartbeats, gating and quarantine.
+
+The gateways' registry is SQLite; the tests that write and read health state most (poll →
+state with its history and audit, quarantine, two replicas sharing the polling) also run on a
+fresh PostgreSQL database (`BACKENDS`).
+"""
 
 from __future__ import annotations
 
@@ -15,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from support.audit import wait_for_audit
+from support.backends import BACKENDS, registry_env, registry_url
 from support.manifests import simple
 from support.procs import CoreProcess, admin_headers, register, registration_token
 from support.upstream import serve_in_thread
@@ -47,6 +53,17 @@ class Flaky:
 
 
 @pytest.fixture
+def registry(request: pytest.FixtureRequest) -> Iterator[dict[str, str]]:
+    """The gateways' registry settings: none (SQLite in the data dir) unless a test
+    parametrises it (indirect) over BACKENDS, then a fresh PostgreSQL database's URL."""
+    with registry_url(getattr(request, "param", "sqlite")) as url:
+        yield registry_env(url)
+
+
+ON_BOTH = pytest.mark.parametrize("registry", BACKENDS, indirect=True)
+
+
+@pytest.fixture
 def flaky() -> Iterator[tuple[Flaky, str]]:
     f = Flaky()
     with serve_in_thread(f.app()) as url:
@@ -74,9 +91,12 @@ def health(c: httpx.Client, pid: str) -> dict[str, Any]:
     return body
 
 
-def test_flaky_upstream_walks_the_states(tmp_path: Path, flaky: tuple[Flaky, str]) -> None:
+@ON_BOTH
+def test_flaky_upstream_walks_the_states(
+    tmp_path: Path, flaky: tuple[Flaky, str], registry: dict[str, str]
+) -> None:
     f, url = flaky
-    gw = CoreProcess("gateway", tmp_path, FAST).start()
+    gw = CoreProcess("gateway", tmp_path, {**FAST, **registry}).start()
     try:
         with httpx.Client(base_url=gw.url, trust_env=False) as c:
             assert (
@@ -134,9 +154,17 @@ def test_heartbeats_keep_a_plugin_healthy_and_their_absence_degrades(tmp_path: P
         gw.stop()
 
 
-def test_auto_quarantine_disables_with_reason(tmp_path: Path, flaky: tuple[Flaky, str]) -> None:
+@ON_BOTH
+def test_auto_quarantine_disables_with_reason(
+    tmp_path: Path, flaky: tuple[Flaky, str], registry: dict[str, str]
+) -> None:
     f, url = flaky
-    env = {**FAST, "VIVIFIED_HEALTH_QUARANTINE": "true", "VIVIFIED_HEALTH_QUARANTINE_COUNT": "1"}
+    env = {
+        **FAST,
+        **registry,
+        "VIVIFIED_HEALTH_QUARANTINE": "true",
+        "VIVIFIED_HEALTH_QUARANTINE_COUNT": "1",
+    }
     gw = CoreProcess("gateway", tmp_path, env).start()
     try:
         with httpx.Client(base_url=gw.url, trust_env=False) as c:
@@ -157,7 +185,8 @@ def test_auto_quarantine_disables_with_reason(tmp_path: Path, flaky: tuple[Flaky
         gw.stop()
 
 
-def test_two_replicas_never_poll_the_same_plugin(tmp_path: Path) -> None:
+@ON_BOTH
+def test_two_replicas_never_poll_the_same_plugin(tmp_path: Path, registry: dict[str, str]) -> None:
     flakies = [Flaky() for _ in range(4)]
     with (
         serve_in_thread(flakies[0].app()) as u0,
@@ -165,8 +194,8 @@ def test_two_replicas_never_poll_the_same_plugin(tmp_path: Path) -> None:
         serve_in_thread(flakies[2].app()) as u2,
         serve_in_thread(flakies[3].app()) as u3,
     ):
-        a = CoreProcess("gateway", tmp_path, FAST).start()
-        b = CoreProcess("gateway", tmp_path, FAST).start()
+        a = CoreProcess("gateway", tmp_path, {**FAST, **registry}).start()
+        b = CoreProcess("gateway", tmp_path, {**FAST, **registry}).start()
         try:
             with httpx.Client(base_url=a.url, trust_env=False) as c:
                 token = registration_token(c, uses=4)

@@ -1,4 +1,8 @@
-"""The Operator API lane over real HTTP: a real gateway process and real upstream plugin apps."""
+"""The Operator API lane over real HTTP: a real gateway process and real upstream plugin apps.
+
+The lane's registry is SQLite; the tests taking `any_lane` (grants, a forwarded call, the
+admin's contract choice) also run on a second lane on a fresh PostgreSQL database.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ import os
 import socket
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +25,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
+from support.backends import BACKENDS, registry_env, registry_url
 from support.manifests import seed, simple
 from support.procs import ADMIN_TOKEN, CoreProcess, admin_headers, register, registration_token
 from support.upstream import serve_in_thread
@@ -134,8 +140,9 @@ class Lane:
             return items
 
 
-@pytest.fixture(scope="module")
-def lane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lane]:
+@contextmanager
+def _running_lane(data_dir: Path, registry: dict[str, str]) -> Iterator[Lane]:
+    """A gateway with the module's plugins registered, on the given registry settings."""
     up = Upstream()
     env = {
         "VIVIFIED_UPSTREAM_TIMEOUT": str(UPSTREAM_TIMEOUT),
@@ -143,8 +150,9 @@ def lane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lane]:
         "VIVIFIED_CIRCUIT_THRESHOLD": "3",
         "VIVIFIED_CIRCUIT_COOLDOWN": "1",
         "VIVIFIED_AUDIT_FLUSH_INTERVAL": "0.01",
+        **registry,
     }
-    gw = CoreProcess("gateway", Path(tmp_path_factory.mktemp("lane")), env).start()
+    gw = CoreProcess("gateway", data_dir, env).start()
     down_port = free_port()
     try:
         with (
@@ -177,7 +185,34 @@ def lane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lane]:
         gw.stop()
 
 
-def test_forwards_to_the_declared_endpoint_with_core_identity(lane: Lane) -> None:
+@pytest.fixture(scope="module")
+def lane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lane]:
+    """The module's lane, on SQLite (every test)."""
+    with _running_lane(Path(tmp_path_factory.mktemp("lane")), {}) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def pg_lane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lane]:
+    """The same lane on a fresh PostgreSQL database (only the tests taking `any_lane`)."""
+    with (
+        registry_url("postgres") as url,
+        _running_lane(Path(tmp_path_factory.mktemp("pg-lane")), registry_env(url)) as running,
+    ):
+        yield running
+
+
+@pytest.fixture(params=BACKENDS)
+def any_lane(request: pytest.FixtureRequest) -> Lane:
+    """`lane` on SQLite, `pg_lane` on PostgreSQL: the registry-heavy tests run on both (grant
+    create/use/delete, a forwarded call, the admin's contract choice) without doubling the
+    module."""
+    chosen: Lane = request.getfixturevalue("lane" if request.param == "sqlite" else "pg_lane")
+    return chosen
+
+
+def test_forwards_to_the_declared_endpoint_with_core_identity(any_lane: Lane) -> None:
+    lane = any_lane
     r = lane.call("alpha", "GET", "/beta/items/42?q=1&page=2")
     assert r.status_code == 200, r.text
     seen = r.json()
@@ -358,7 +393,8 @@ def test_unauthenticated_calls_are_401(
     assert r.json()["reason"] == reason
 
 
-def test_grants_open_the_lane_for_their_methods_and_paths(lane: Lane) -> None:
+def test_grants_open_the_lane_for_their_methods_and_paths(any_lane: Lane) -> None:
+    lane = any_lane
     assert lane.call("gamma", "GET", "/beta/items/1").status_code == 403
     with httpx.Client(base_url=lane.gw.url, trust_env=False, headers=admin_headers()) as c:
         r = c.post(
@@ -382,7 +418,8 @@ def test_grants_open_the_lane_for_their_methods_and_paths(lane: Lane) -> None:
     assert lane.call("gamma", "GET", "/beta/items/1").status_code == 403
 
 
-def test_admin_choice_resolves_an_ambiguous_contract(lane: Lane) -> None:
+def test_admin_choice_resolves_an_ambiguous_contract(any_lane: Lane) -> None:
+    lane = any_lane
     # Its own contract and plugins: the module's ReportPlugin stays ambiguous for the
     # `ambiguous-alias` refusal, whichever test runs first.
     with httpx.Client(base_url=lane.gw.url, trust_env=False, headers=admin_headers()) as c:
