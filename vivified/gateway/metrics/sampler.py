@@ -82,7 +82,12 @@ class Sampler:
                 m.health.labels(gone, state).set(0)
         self._plugins = set(snap.plugins)
         if self._tick % LAG_EVERY == 0 and core.dispatcher is not None:
-            for item in await core.dispatcher.lag():
+            try:
+                lags = await core.dispatcher.lag()
+            except Exception as exc:  # NATS not (yet) connected: the next sample tries again
+                log.warning("consumer lag not sampled: %s", type(exc).__name__)
+                lags = []
+            for item in lags:
                 if item.get("pending") is not None:
                     lag = item["pending"] + item.get("in_flight", 0)
                     m.consumer_lag.labels(item["subscriber"]).set(lag)
