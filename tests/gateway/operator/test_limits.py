@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from support.audit import wait_for_audit
+from support.audit import audit_records, wait_for_audit
 from support.manifests import simple
 from support.procs import CoreProcess, admin_headers, register, registration_token
 from support.upstream import serve_in_thread
@@ -101,12 +102,24 @@ def assert_429(r: httpx.Response, reason: str) -> None:
 
 
 def test_a_caller_gets_a_burst_of_twice_its_rate_then_429_audited(rig: Rig) -> None:
+    # The rig is shared by the module and the tests run in random order: another test may have
+    # taken some of burster's tokens. A full bucket (2 x RATE) refills from empty in 2 s; this
+    # wait is part of the rule under test, not a stand-in for synchronisation.
+    time.sleep(2 / RATE * RATE + 0.3)
+    with rig.client() as c:
+        before = {d["id"] for d in audit_records(c, lane="operator", actor="burster")}
     outcomes = [rig.call("burster") for _ in range(2 * RATE + 1)]
     assert [r.status_code for r in outcomes[:-1]] == [200] * (2 * RATE)
     assert_429(outcomes[-1], "rate_limited")
     assert "burster" in outcomes[-1].json()["detail"]
     with rig.client() as c:
-        denied = wait_for_audit(c, lane="operator", actor="burster", decision="deny")
+        denied = wait_for_audit(
+            c,
+            lane="operator",
+            actor="burster",
+            decision="deny",
+            where=lambda d: d["id"] not in before,
+        )
     assert [(d["reason"], d["status"]) for d in denied] == [("rate_limited", 429)]
     # another caller's bucket is its own
     assert rig.call("invalid-target").status_code == 200
