@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -137,6 +138,39 @@ def validate_allowlist(
     return domains, str(mode)
 
 
+Document = dict[str, Any]
+
+
+def _patch_object(patch: Any, what: str) -> Document:
+    """A merge patch must be a JSON object; `comment` travels beside it, not in it."""
+    if not isinstance(patch, dict):
+        raise ConfigError(
+            "invalid_body",
+            f"a merge patch of {what} is a JSON object",
+            [_problem("", "invalid_type", "expected a JSON object")],
+        )
+    return {k: v for k, v in patch.items() if k != "comment"}
+
+
+async def _retry_patch(
+    patch: Document,
+    expected: int | None,
+    load: Callable[[], Awaitable[store.Versioned]],
+    write: Callable[[Document, Document, int], Awaitable[store.Versioned]],
+) -> store.Versioned:
+    """Merge onto the current version and write it; without a caller's version, a write that
+    lost a race (`stale_version`) is tried again on the new current, PATCH_ATTEMPTS times."""
+    for attempt in range(1, PATCH_ATTEMPTS + 1):
+        current = await load()
+        body, wanted = _version_member(patch, expected)
+        try:
+            return await write(current.value, body, current.version if wanted is None else wanted)
+        except ConfigError as exc:
+            if exc.code != "stale_version" or wanted is not None or attempt == PATCH_ATTEMPTS:
+                raise
+    raise AssertionError("unreachable")
+
+
 class ConfigService:
     def __init__(
         self,
@@ -213,30 +247,22 @@ class ConfigService:
     ) -> store.Versioned:
         """Apply a JSON Merge Patch to the stored egress document; a null top-level member
         goes back to its default. Written like a full PUT (validated whole, versioned)."""
-        if not isinstance(patch, dict):
-            raise ConfigError(
-                "invalid_body",
-                "a merge patch of the egress document is a JSON object",
-                [_problem("", "invalid_type", "expected a JSON object")],
+        patch = _patch_object(patch, "the egress document")
+
+        async def write(
+            value: dict[str, Any], body: dict[str, Any], version: int
+        ) -> store.Versioned:
+            merged = {**copy.deepcopy(DEFAULT_EGRESS_DOCUMENT), **merge_patch(value, body)}
+            return await self.put_egress(
+                merged,
+                expected=version,
+                actor=actor,
+                comment=comment,
+                request_id=request_id,
+                full=True,
             )
-        patch = {k: v for k, v in patch.items() if k != "comment"}
-        for attempt in range(1, PATCH_ATTEMPTS + 1):
-            current = await self.get_egress()
-            body, wanted = _version_member(patch, expected)
-            merged = {**copy.deepcopy(DEFAULT_EGRESS_DOCUMENT), **merge_patch(current.value, body)}
-            try:
-                return await self.put_egress(
-                    merged,
-                    expected=current.version if wanted is None else wanted,
-                    actor=actor,
-                    comment=comment,
-                    request_id=request_id,
-                    full=True,
-                )
-            except ConfigError as exc:
-                if exc.code != "stale_version" or wanted is not None or attempt == PATCH_ATTEMPTS:
-                    raise
-        raise AssertionError("unreachable")
+
+        return await _retry_patch(patch, expected, self.get_egress, write)
 
     async def get_allowlist(self, plugin_id: str) -> store.Versioned:
         try:
@@ -255,34 +281,25 @@ class ConfigService:
         request_id: str,
     ) -> store.Versioned:
         """Apply a JSON Merge Patch to a plugin's `{domains, mode}` (null: the default)."""
-        if not isinstance(patch, dict):
-            raise ConfigError(
-                "invalid_body",
-                "a merge patch of an allowlist is a JSON object",
-                [_problem("", "invalid_type", "expected a JSON object")],
-            )
-        patch = {k: v for k, v in patch.items() if k != "comment"}
-        for attempt in range(1, PATCH_ATTEMPTS + 1):
-            current = await self.get_allowlist(plugin_id)
-            body, wanted = _version_member(patch, expected)
-            merged = merge_patch(current.value, body)
-            merged = {**ALLOWLIST_DEFAULTS, **merged}
+        patch = _patch_object(patch, "an allowlist")
+
+        async def write(
+            value: dict[str, Any], body: dict[str, Any], version: int
+        ) -> store.Versioned:
+            merged = {**ALLOWLIST_DEFAULTS, **merge_patch(value, body)}
             if "requested" not in patch:  # read-only: compared only when the patch names it
                 merged.pop("requested", None)
-            try:
-                return await self.put_allowlist(
-                    plugin_id,
-                    merged,
-                    expected=current.version if wanted is None else wanted,
-                    actor=actor,
-                    comment=comment,
-                    request_id=request_id,
-                    full=True,
-                )
-            except ConfigError as exc:
-                if exc.code != "stale_version" or wanted is not None or attempt == PATCH_ATTEMPTS:
-                    raise
-        raise AssertionError("unreachable")
+            return await self.put_allowlist(
+                plugin_id,
+                merged,
+                expected=version,
+                actor=actor,
+                comment=comment,
+                request_id=request_id,
+                full=True,
+            )
+
+        return await _retry_patch(patch, expected, lambda: self.get_allowlist(plugin_id), write)
 
     async def put_allowlist(
         self,
