@@ -5,7 +5,9 @@
    same concurrency; also accepted before any subscriber exists (nothing to deliver), and the
    CPU each process spends per event.
 2. End-to-end delivery latency (publisher sends POST /events -> webhook received) p50/p99,
-   at a paced rate, one subscriber.
+   at paced rates (the fixed RATES and half the accepted rate), one subscriber.
+3. The same gateway's CPU per operator-lane call (a plugin calling one whose base URL is the
+   webhook receiver; wrk, BENCH_LANE_SECONDS, 5 s), to set beside its CPU per event.
 All of it twice: with one gateway process, and with one per core (VIVIFIED_GATEWAY_WORKERS).
 """
 
@@ -30,7 +32,8 @@ import nats
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from bench_serve import machine_speed, serve_source
-from support.manifests import seed
+from bench_table import emit, emit_ratio
+from support.manifests import seed, simple
 from support.procs import CoreProcess, admin_headers, register, registration_token
 
 from vivified.config.nats_server import ManagedNats
@@ -38,6 +41,7 @@ from vivified.config.nats_server import ManagedNats
 N = 3000
 CONCURRENCY = 32
 RATES = (200, 1000, 2000)  # paced publish rates for the latency runs (3 s each)
+LANE_SECONDS = int(os.environ.get("BENCH_LANE_SECONDS", "5"))
 
 # The subscriber's webhook runs in a process of its own (raw ASGI on uvicorn + uvloop), so
 # that neither the publisher's work nor a shared GIL delays the arrival times it takes.
@@ -189,6 +193,40 @@ def cpu_seconds(pid: int) -> float:
     return total
 
 
+def lane_cpu(c: httpx.Client, hook_url: str, pid: int) -> dict[str, float]:
+    """The gateway's CPU per operator-lane call (µs, from /proc as for the events): `caller`
+    calls `target`, whose base URL is the webhook receiver (it answers 204), with wrk."""
+    target = simple("target", base_url=hook_url, endpoints={"item": "/api/items/{id}"})
+    assert register(c, target, registration_token(c)).status_code == 201
+    r = register(c, simple("caller", dependencies=["target"]), registration_token(c))
+    auth = f"Bearer {r.json()['token']}"
+    url = f"{c.base_url}".rstrip("/") + "/target/items/42"
+    # every worker must know both plugins: fresh connections spread over them
+    deadline = time.monotonic() + 30
+    while not all(
+        httpx.get(url, headers={"Authorization": auth}, trust_env=False).is_success
+        for _ in range(10)
+    ):
+        if time.monotonic() > deadline:
+            sys.exit("the operator-lane call never succeeded")
+        time.sleep(0.1)
+    before = cpu_seconds(pid)
+    wrk = ["wrk", "-t1", f"-c{CONCURRENCY}", f"-d{LANE_SECONDS}s"]
+    out = subprocess.run(
+        [*wrk, "-H", f"Authorization: {auth}", url],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    used = cpu_seconds(pid) - before
+    calls = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors = int(bad.group(1)) if bad else 0
+    rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    ok = max(calls - errors, 1)
+    return {"us": used / ok * 1e6, "rps": rate, "calls": calls, "errors": errors}
+
+
 def run(workers: int) -> dict[str, Any]:
     """The whole measurement against a gateway of `workers` processes."""
     out: dict[str, Any] = {"workers": workers}
@@ -242,8 +280,11 @@ def run(workers: int) -> dict[str, Any]:
                 for name, pid in procs.items()
             }
             out["raw"] = asyncio.run(raw_js(nats_url, N))
+            with httpx.Client(base_url=gw.url, trust_env=False, timeout=30) as c:
+                out["lane"] = lane_cpu(c, hook_url, gw.proc.pid)
+            out["half"] = max(1, int(out["accepted"] / 2))  # half the saturated rate
             lats = {}
-            for rate in RATES:
+            for rate in sorted({*RATES, out["half"]}):
                 httpx.post(hook_url + "/reset", trust_env=False, timeout=30)
                 lats[rate] = asyncio.run(latency(gw.url, token, hook_url, rate))
             out["latency"] = lats
@@ -276,23 +317,64 @@ def report(r: dict[str, Any]) -> None:
         f"(wrk not counted): at most {os.cpu_count() or 1} cores / {total:.0f} µs = "
         f"{(os.cpu_count() or 1) * 1e6 / total:.0f} events/s end to end on this machine"
     )
+    lane = r["lane"]
+    print(
+        f"  operator-lane calls through the same gateway (wrk, {CONCURRENCY} connections, "
+        f"{LANE_SECONDS}s): {lane['rps']:.0f} calls/s, gateway CPU {lane['us']:.0f} µs per call "
+        f"(non-2xx: {lane['errors']:.0f}); CPU per event / per call: "
+        f"{r['cpu']['gateway'] / lane['us']:.2f} (goal <= 1.5)"
+    )
     for rate, lat in r["latency"].items():
+        half = " (half the accepted rate)" if rate == r["half"] else ""
         if not lat:
-            print(f"  delivery at {rate}/s: nothing arrived")
+            print(f"  delivery at {rate}/s{half}: nothing arrived")
             continue
         p99 = lat[max(0, int(len(lat) * 0.99) - 1)]
         print(
             f"  delivery latency at {rate:5d} events/s paced (subjects spread over the lanes):"
             f" p50 {statistics.median(lat):.1f} ms, p99 {p99:.1f} ms"
-            f" ({len(lat)}/{int(rate * 3)} arrived; goal p99 <= 50 ms)"
+            f" ({len(lat)}/{int(rate * 3)} arrived; goal p99 <= 50 ms){half}"
         )
+
+
+def emit_rows(r: dict[str, Any]) -> None:
+    """The suite's rows of the `scripts/bench` table, for one gateway size."""
+    procs = f"gateway of {r['workers']} process(es)"
+    scenario = f"POST /events accepted vs raw JetStream publish, {CONCURRENCY} publishers"
+    rates = r["accepted"], r["raw"]
+    emit_ratio("events", f"{scenario}, {procs}", *rates, "events/s", "raw JetStream", 0.5)
+    per_event, per_call = r["cpu"]["gateway"], r["lane"]["us"]
+    emit(
+        "events",
+        f"gateway CPU per event (accepted + delivered) vs per operator-lane call, {procs}",
+        rate=f"{per_event:,.0f} µs/event",
+        reference=f"{per_call:,.0f} µs/lane call",
+        ratio=per_event / per_call,
+        target="<= 1.5",
+        met=per_event / per_call <= 1.5,
+    )
+    lat = r["latency"][r["half"]]
+    wanted = int(r["half"] * 3)
+    p99 = lat[max(0, int(len(lat) * 0.99) - 1)] if lat else None
+    arrived = f"({len(lat)}/{wanted} arrived)"
+    emit(
+        "events",
+        f"delivery p99 at half the accepted rate, {r['half']:,} events/s paced, {procs}",
+        rate="nothing arrived" if p99 is None else f"p99 {p99:.1f} ms {arrived}",
+        reference="publisher POST -> webhook received",
+        ratio=None,
+        target="p99 <= 50 ms",
+        met=p99 is not None and p99 <= 50 and len(lat) >= wanted,
+    )
 
 
 def main() -> None:
     print(machine_speed(), flush=True)
     # One gateway process, then one per core (VIVIFIED_GATEWAY_WORKERS).
     for workers in sorted({1, os.cpu_count() or 1}):
-        report(run(workers))
+        result = run(workers)
+        report(result)
+        emit_rows(result)
 
 
 if __name__ == "__main__":

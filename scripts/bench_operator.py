@@ -27,6 +27,7 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from bench_serve import machine_speed, pin, serve_source, wait_http
+from bench_table import emit_latency, emit_ratio
 from support.manifests import simple
 from support.procs import CoreProcess, admin_headers, register, registration_token
 
@@ -379,6 +380,15 @@ def main() -> None:
     )
     for line in calibration:
         print(line)
+    for label, ref, minimum in (
+        ("direct upstream", direct, 0.3),
+        ("naive buffering proxy", buffered, 1.0),
+        ("naive streaming proxy", naive, None),
+    ):
+        scenario = f"lane throughput vs {label}, {CONNECTIONS} connections"
+        emit_ratio("operator", scenario, via["rps"], ref["rps"], "req/s", label, minimum)
+    paced = f"lane added latency, {CONNECTIONS} connections paced to the streaming proxy's rate"
+    emit_latency("operator", paced, paced99, reference="direct upstream paced alike", limit_ms=5)
 
 
 if __name__ == "__main__":

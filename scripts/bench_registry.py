@@ -16,6 +16,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
+from bench_table import emit
 from support.manifests import SEED_USER_MANAGEMENT, simple
 from support.procs import CoreProcess, admin_headers
 
@@ -89,6 +90,24 @@ def main() -> None:
         finally:
             gw.stop()
     print(f"registrations over HTTP (SQLite, audit on, 16 concurrent): {regs:,.0f}/s")
+    emit(
+        "registry",
+        "manifest validator (seed + 2 variants)",
+        rate=f"{rate:,.0f} manifests/s",
+        reference="one core",
+        ratio=None,
+        target=">= 10,000/s",
+        met=rate >= 10_000,
+    )
+    emit(
+        "registry",
+        "registrations over HTTP (SQLite, audit on, wrk 16 connections)",
+        rate=f"{regs:,.0f}/s",
+        reference="—",
+        ratio=None,
+        target="—",
+        met=None,
+    )
 
 
 if __name__ == "__main__":
