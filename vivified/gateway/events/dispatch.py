@@ -139,7 +139,7 @@ class Dispatcher:
                 while True:
                     msg = await pull.next()
                     if msg is not None:
-                        await self._handle(pid, msg)
+                        await self._handle(pid, msg, pull)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # NATS away or a transient error: retry, lose nothing
@@ -151,12 +151,18 @@ class Dispatcher:
                 if pull is not None:
                     await pull.close()
 
-    async def _handle(self, pid: str, msg: Any) -> None:
+    async def _handle(self, pid: str, msg: Any, pull: LanePull | None = None) -> None:
+        """Deliver (or skip, or dead-letter) one event; an acknowledgement also asks `pull`'s
+        lane for its next event."""
+
+        async def done() -> None:
+            await (pull.ack_next(msg) if pull is not None else msg.ack())
+
         try:
             event = json.loads(msg.data)
             kind = event["type"]
         except (ValueError, KeyError, TypeError):
-            await msg.ack()
+            await done()
             return
         known = event_type(kind)
         view = self._snapshot.current.plugins.get(pid)
@@ -171,7 +177,7 @@ class Dispatcher:
             classification=known.classification if known else "confidential",
         )
         if not decision:
-            await msg.ack()
+            await done()
             if decision.reason != "not_subscribed":
                 await self._record(pid, event, "deny", decision.reason, 0, "skip")
             return
@@ -184,7 +190,7 @@ class Dispatcher:
             facts = self.policy_facts(decision.reason, view, known) if wanted else None
             ok, status, error = await self._deliver(view, event, msg.data, facts)
             if ok:
-                await msg.ack()
+                await done()
                 if records(level, "allow"):
                     await self._record(
                         pid, event, "allow", "delivered", status, "deliver", attempt, level, facts
@@ -202,7 +208,7 @@ class Dispatcher:
         await self._stream.dead_letter(
             pid, msg.data, attempts=attempts, error=error, event_type=kind
         )
-        await msg.ack()
+        await done()
         await self._record(pid, event, "deny", "dead_lettered", 0, "dead_letter", attempts)
 
     @staticmethod
