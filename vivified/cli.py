@@ -69,11 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
     for name, help_text in (
         ("up", "run gateway and egress proxy together on this machine"),
         ("gateway", "run the gateway alone (one replica; VIVIFIED_GATEWAY_WORKERS processes)"),
-        ("egress", "run the egress proxy alone (one replica)"),
+        ("egress", "run the egress proxy alone (one replica; VIVIFIED_EGRESS_WORKERS processes)"),
     ):
         command = sub.add_parser(name, help=help_text)
         _settings_flags(command)
-        if name == "gateway":  # one of several on a shared port (started by the supervisor)
+        if name != "up":  # one of several on a shared port (started by the supervisor)
             command.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     val = sub.add_parser("validate", help="validate plugin manifest files")
     val.add_argument("files", nargs="+")
@@ -214,9 +214,18 @@ def _serve_locked(settings: Settings, args: argparse.Namespace) -> int:
             return runner.run(
                 serve_gateway(settings, port_file=args.port_file, reuse_port=args.worker)
             )
+    if settings.egress_workers > 1 and not args.worker:
+        from vivified.egress.launcher import supervise as supervise_egress
+
+        if not settings.nats_url:
+            logging.getLogger("vivified.egress.launcher").warning(
+                "egress workers without VIVIFIED_NATS_URL: a change (a revoked plugin's open "
+                "tunnels included) reaches each worker at its next periodic reload, not at once"
+            )
+        return supervise_egress(settings, args.port_file, _passthrough(args))
     from vivified.egress.launcher import main as egress_main
 
-    return egress_main(settings, port_file=args.port_file)
+    return egress_main(settings, port_file=args.port_file, worker=args.worker)
 
 
 def _config_check(args: argparse.Namespace) -> int:

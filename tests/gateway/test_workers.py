@@ -18,6 +18,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from support.procfs import children, established, listening, socket_inodes
 from support.procs import CoreProcess, admin_headers
 
 from vivified.config.children import ChildFailed
@@ -33,44 +34,6 @@ def gateway(tmp_path: Path) -> Iterator[CoreProcess]:
         yield gw
     finally:
         gw.stop()
-
-
-def children(pid: int) -> set[int]:
-    found = set()
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue  # exited meanwhile
-            fields = stat.rsplit(")", 1)[1].split()
-            if int(fields[1]) == pid and fields[0] != "Z":
-                found.add(int(entry))
-    return found
-
-
-def socket_inodes(pid: int) -> set[str]:
-    inodes = set()
-    for fd in os.listdir(f"/proc/{pid}/fd"):
-        try:
-            target = os.readlink(f"/proc/{pid}/fd/{fd}")
-        except OSError:
-            continue
-        if target.startswith("socket:["):
-            inodes.add(target[8:-1])
-    return inodes
-
-
-def established_on(port: int) -> set[str]:
-    """Inodes of the established TCP connections whose local port is `port`."""
-    inodes = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        for line in Path(table).read_text().splitlines()[1:]:
-            fields = line.split()
-            local_port = int(fields[1].rsplit(":", 1)[1], 16)
-            if local_port == port and fields[3] == "01":  # 01: ESTABLISHED
-                inodes.add(fields[9])
-    return inodes
 
 
 def wait_for(check: Callable[[], bool], bound: float = 60) -> None:
@@ -99,7 +62,7 @@ def test_workers_share_the_port_and_one_audit_chain(gateway: CoreProcess) -> Non
     try:
         statuses = [lane_call(conn, "nobody") for conn in conns]
         assert all(s.startswith(b"HTTP/1.1 401") for s in statuses), statuses
-        ours = established_on(gateway.port)
+        ours = established(local_port=gateway.port)
         held = {pid: len(socket_inodes(pid) & ours) for pid in workers}
         assert sum(held.values()) == CONNECTIONS, held
         assert all(n > 0 for n in held.values()), held  # both workers serve connections
@@ -131,12 +94,14 @@ def test_a_dead_worker_is_replaced_and_stopping_ends_all(gateway: CoreProcess) -
     assert gateway.proc is not None
     first = children(gateway.proc.pid)
     victim = min(first)
+    (its_listener,) = socket_inodes(victim) & listening(gateway.port)
     os.kill(victim, signal.SIGKILL)
     survivor = first - {victim}
     wait_for(lambda: victim not in children(gateway.proc.pid))  # type: ignore[union-attr]
+    # A zombie can still hold its listener for a moment: wait until the kernel closed it.
+    wait_for(lambda: its_listener not in listening(gateway.port))
     with httpx.Client(base_url=gateway.url, trust_env=False, timeout=30) as c:
-        # New connections reach the survivor at once: a dead process's socket is gone (it is
-        # a zombie or reaped by now, with its files closed).
+        # New connections reach the survivor at once: the dead process's listener is gone.
         for _ in range(20):
             assert c.get("/readyz", headers={"Connection": "close"}).status_code == 200
         wait_for(lambda: "replaces it" in gateway.log())  # the replacement listens

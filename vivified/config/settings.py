@@ -105,6 +105,14 @@ class Settings:
     egress_port: int = setting(
         8081, "Egress proxy port; 0 picks a free one. Also `--egress-port`.", min=0, max=65535
     )
+    egress_workers: int = setting(
+        1,
+        "Egress proxy (mitmproxy) processes sharing the port (`SO_REUSEPORT`), each a full "
+        "replica: one per core. With more than 1, the egress metrics listener is in their "
+        "supervisor and sums them.",
+        min=1,
+        max=64,
+    )
     metrics: bool = setting(
         True,
         "Prometheus series (`GET /metrics` on the gateway, scope `metrics:read`). `false` turns "
@@ -484,6 +492,8 @@ def _check(s: Settings) -> list[tuple[str, str]]:
         out.append(("events_subject", "must be dotted tokens, e.g. vivified.events"))
     if s.gateway_workers > 1 and not hasattr(socket, "SO_REUSEPORT"):
         out.append(("gateway_workers", "more than 1 needs SO_REUSEPORT (Linux, BSD): use 1"))
+    if s.egress_workers > 1 and not hasattr(socket, "SO_REUSEPORT"):
+        out.append(("egress_workers", "more than 1 needs SO_REUSEPORT (Linux, BSD): use 1"))
     if s.admin_token and len(s.admin_token) < MIN_ADMIN_TOKEN_LENGTH:
         out.append(
             (

@@ -1,11 +1,36 @@
-"""Runs the egress proxy: mitmproxy 11 in regular mode, in our asyncio loop, with our addons."""
+"""Runs the egress proxy: mitmproxy 11 in regular mode, in our asyncio loop, with our addons.
+
+`VIVIFIED_EGRESS_WORKERS=N` (N > 1) runs N such proxies on one port, each a full replica
+(its own registry engine, snapshot, NATS connection, audit writer), supervised by
+`vivified.config.workers` as the gateway's workers are (`supervise`). What they share:
+
+- the port: every worker's listener has SO_REUSEPORT and the kernel spreads new client
+  connections over them. mitmproxy binds in `AsyncioServerInstance.listen` (mitmproxy/proxy/
+  mode_servers.py) with a plain `asyncio.start_server` and no option for it. The least
+  invasive way in: `SharedPort` listens to the proxyserver's `servers.changed` signal, which
+  mitmproxy sends once it has made the server instances and before it starts them, and gives
+  the not-yet-started instance a `listen` of its own (an instance attribute, so nothing of
+  mitmproxy's classes changes) that does the same `start_server` with `reuse_port=True`.
+  mitmproxy still owns the server (its `listen_addrs`, stop, connection handling). A lone
+  proxy (N = 1) has no `SharedPort` and binds exactly as before (port 0 -> port file);
+- the deployment's CA: one per deployment, in the registry; the first worker starts alone
+  and creates it if missing, every worker writes the same files (atomically) into the data
+  dir and follows a rotation on its own (`follow_ca`);
+- the audit chain: every worker's writer appends to the one chain in the registry, as
+  separate replicas do;
+- revocation: each worker keeps its own `OpenTunnels` and ends its own tunnels of a revoked
+  plugin when its snapshot reloads (a NATS change notice, or the periodic reload without NATS);
+- metrics: see `vivified.egress.metrics` (one listener, in the supervisor, summing workers).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+import os
 import signal
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +44,8 @@ from vivified.config.egress_ca import (
     signing_ca,
 )
 from vivified.config.settings import Settings
+from vivified.config.workers import Workers, vivified_worker
+from vivified.config.workers import supervise as supervise_workers
 from vivified.egress.audit import Audit, OpenRecord
 from vivified.egress.auth import ProxyAuthenticator
 from vivified.egress.authority import RequestAuthority
@@ -27,7 +54,7 @@ from vivified.egress.egress_policy import EgressPolicy
 from vivified.egress.gateway_guard import GatewayGuard
 from vivified.egress.live_connections import LiveConnections, OpenTunnels
 from vivified.egress.live_state import AuditSink, AuditTrail, EgressState, SnapshotSource
-from vivified.egress.metrics import start_egress_metrics
+from vivified.egress.metrics import fleet_metrics, start_egress_metrics
 from vivified.egress.passthrough import PassthroughTunnels
 from vivified.egress.pinning import AddressPinning
 from vivified.egress.proxy_auth import PluginAuth
@@ -49,7 +76,10 @@ def trust_bundle(settings: Settings) -> str | None:
 
     bundle = settings.data_dir / "egress-ca" / "upstream-trust.pem"
     extra = Path(settings.egress_upstream_ca).read_text()
-    bundle.write_text(Path(certifi.where()).read_text() + "\n" + extra)
+    # Atomically: workers rewrite it at their start while the others read it.
+    tmp = bundle.with_name(f".{bundle.name}-{os.getpid()}")
+    tmp.write_text(Path(certifi.where()).read_text() + "\n" + extra)
+    os.replace(tmp, bundle)
     return str(bundle)
 
 
@@ -132,6 +162,30 @@ def shared_state(snapshots: SnapshotSource, audit: AuditSink) -> EgressState:
     return EgressState(snapshots, AuditTrail(audit))
 
 
+class SharedPort:
+    """Makes mitmproxy's listeners bind with SO_REUSEPORT (a worker; see the module doc).
+
+    Kept as an addon (no hooks): mitmproxy's signals hold their receivers weakly."""
+
+    def __init__(self, proxyserver: Any) -> None:
+        self._servers = proxyserver.servers
+        self._servers.changed.connect(self._share)
+
+    def _share(self) -> None:
+        from mitmproxy.proxy.mode_servers import AsyncioServerInstance
+
+        for instance in self._servers:
+            if isinstance(instance, AsyncioServerInstance) and not instance.is_running:
+                instance.listen = _reuse_port_listen(instance)  # type: ignore[method-assign]
+
+
+def _reuse_port_listen(instance: Any) -> Any:
+    async def listen(host: str, port: int) -> list[asyncio.Server]:
+        return [await asyncio.start_server(instance.handle_stream, host, port, reuse_port=True)]
+
+    return listen
+
+
 class _Ready:
     """Reports the bound address once mitmproxy listens (port file, ready event, own listeners)."""
 
@@ -163,9 +217,14 @@ class _Ready:
 
 
 async def run_egress(
-    settings: Settings, *, ready: asyncio.Event | None = None, port_file: str | None = None
+    settings: Settings,
+    *,
+    ready: asyncio.Event | None = None,
+    port_file: str | None = None,
+    worker: bool = False,
 ) -> None:
-    """Serve until SIGTERM/SIGINT (or cancellation); audit is flushed before returning."""
+    """Serve until SIGTERM/SIGINT (or cancellation); audit is flushed before returning.
+    A `worker` shares its port (SO_REUSEPORT) and its metrics (multiprocess files)."""
     from mitmproxy.master import Master
     from mitmproxy.options import Options
 
@@ -209,6 +268,8 @@ async def run_egress(
     loop = asyncio.get_running_loop()
     master = Master(Options(), event_loop=loop)
     master.addons.add(*mitmproxy_addons())  # type: ignore[no-untyped-call]
+    if worker:
+        master.addons.add(SharedPort(master.addons.get("proxyserver")))  # type: ignore[no-untyped-call]
     master.options.update(**mitmproxy_options(settings, ca_dir(settings.data_dir)))  # type: ignore[no-untyped-call]
     signing = signer.ca_id
 
@@ -235,7 +296,7 @@ async def run_egress(
     authenticator = ProxyAuthenticator(tokens, lambda pid: holder.current.plugin_gen(pid))
     state = shared_state(holder, audit)
     addons = egress_addons(settings, state, authenticator, live)
-    metrics = start_egress_metrics(settings, state, addons)  # None unless its port is set
+    metrics = start_egress_metrics(settings, state, addons, worker=worker)  # None: no port
     pinning = next(a for a in addons if isinstance(a, AddressPinning))
     holder.add_listener(next(a for a in addons if isinstance(a, OpenTunnels)).review)
     master.addons.add(*addons, _Ready(pinning, settings, port_file, ready))  # type: ignore[no-untyped-call]
@@ -261,8 +322,25 @@ async def run_egress(
         await engine.dispose()
 
 
-def main(settings: Settings, *, port_file: str | None = None) -> int:
-    """`vivified egress`: run the proxy in this process until told to stop."""
+def main(settings: Settings, *, port_file: str | None = None, worker: bool = False) -> int:
+    """`vivified egress` (or one of its workers): run the proxy in this process until told
+    to stop."""
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run_egress(settings, port_file=port_file))
+        asyncio.run(run_egress(settings, port_file=port_file, worker=worker))
     return 0
+
+
+def supervise(settings: Settings, port_file: str | None, passthrough: Sequence[str]) -> int:
+    """`vivified egress` with `egress_workers` > 1: the workers on one port, and the egress
+    metrics listener (the sum of every worker) in this supervisor, until SIGTERM/SIGINT."""
+    command = vivified_worker("egress", passthrough)
+
+    def workers(run_dir: Path) -> Workers:
+        return Workers("egress", settings.egress_workers, command, run_dir)
+
+    return supervise_workers(
+        workers,
+        settings.egress_port,
+        port_file,
+        serving=lambda w: fleet_metrics(settings, w.metrics_dir),
+    )

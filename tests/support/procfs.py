@@ -1,0 +1,74 @@
+"""What /proc says about our own child processes: which ones there are, which TCP connections
+each one holds (how the tests see where the kernel sent a connection, with nothing added to
+the processes under test)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+
+def children(pid: int) -> set[int]:
+    """The live (not zombie) child processes of `pid`."""
+    found = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue  # exited meanwhile
+            fields = stat.rsplit(")", 1)[1].split()
+            if int(fields[1]) == pid and fields[0] != "Z":
+                found.add(int(entry))
+    return found
+
+
+def socket_inodes(pid: int) -> set[str]:
+    """Inodes of the sockets `pid` has open."""
+    inodes: set[str] = set()
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return inodes  # exited meanwhile
+    for fd in fds:
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    return inodes
+
+
+def established(*, local_port: int | None = None, remote_port: int | None = None) -> set[str]:
+    """Inodes of the established TCP connections with that local and/or remote port."""
+    return _tcp("01", local_port, remote_port)  # 01: ESTABLISHED
+
+
+def listening(port: int) -> set[str]:
+    """Inodes of the sockets listening on `port` (one per process sharing it with
+    SO_REUSEPORT)."""
+    return _tcp("0A", port, None)  # 0A: LISTEN
+
+
+def _tcp(state: str, local_port: int | None, remote_port: int | None) -> set[str]:
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            local = int(fields[1].rsplit(":", 1)[1], 16)
+            remote = int(fields[2].rsplit(":", 1)[1], 16)
+            if fields[3] != state:
+                continue
+            if local_port is not None and local != local_port:
+                continue
+            if remote_port is not None and remote != remote_port:
+                continue
+            inodes.add(fields[9])
+    return inodes
+
+
+def held(pids: Iterable[int], connections: set[str]) -> dict[int, int]:
+    """How many of `connections` (inodes) each process holds."""
+    return {pid: len(socket_inodes(pid) & connections) for pid in pids}
