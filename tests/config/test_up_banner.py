@@ -23,3 +23,22 @@ def test_banner_shows_both_spellings_of_every_proxy_variable(tmp_path: Path, lin
     settings = load_settings(None, {"VIVIFIED_DATA_DIR": str(tmp_path)})
     text = banner(settings, {"gateway": 8080, "egress": 8081}, None, "nats://x:4222", True)
     assert line in text
+
+
+@pytest.mark.parametrize(
+    ("env", "gateway_says", "egress_says"),
+    [
+        pytest.param({}, False, False, id="one-process-each"),
+        pytest.param({"VIVIFIED_GATEWAY_WORKERS": "2"}, True, False, id="gateway-workers"),
+        pytest.param({"VIVIFIED_EGRESS_WORKERS": "3"}, False, True, id="egress-workers"),
+    ],
+)
+def test_banner_names_worker_counts(
+    tmp_path: Path, env: dict[str, str], gateway_says: bool, egress_says: bool
+) -> None:
+    settings = load_settings(None, {"VIVIFIED_DATA_DIR": str(tmp_path), **env})
+    text = banner(settings, {"gateway": 8080, "egress": 8081}, None, "nats://x:4222", True)
+    gateway = next(line for line in text.splitlines() if line.startswith("  gateway"))
+    egress = next(line for line in text.splitlines() if line.startswith("  egress proxy"))
+    assert gateway.endswith(", 2 workers") is gateway_says
+    assert egress.endswith(", 3 workers") is egress_says

@@ -167,7 +167,8 @@ def banner(
         f"  gateway        {gw}   (health: {gw}/healthz, API: {gw}/openapi.json)"
         + (f", {settings.gateway_workers} workers" if settings.gateway_workers > 1 else ""),
         f"  console        {gw}/console   (sign in with the admin token)",
-        f"  egress proxy   http://{egress}   (CA: {gw}/egress/ca.pem)",
+        f"  egress proxy   http://{egress}   (CA: {gw}/egress/ca.pem)"
+        + (f", {settings.egress_workers} workers" if settings.egress_workers > 1 else ""),
         f"  registry       {settings.database_url or settings.data_dir / 'registry.db'}",
         f"  NATS           {nats_url}   ({'embedded, JetStream' if embedded_nats else 'external'})",
         f"  data dir       {settings.data_dir.resolve()}",
