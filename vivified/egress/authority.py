@@ -11,6 +11,8 @@ Names are compared after normalisation (`vivified.policy.hosts`), ports explicit
 
 from __future__ import annotations
 
+import functools
+
 from mitmproxy import http
 
 from vivified.egress.flow_state import Target, is_settled, tunnel
@@ -18,6 +20,9 @@ from vivified.egress.responses import refuse
 from vivified.policy.hosts import HostError, parse_host
 
 
+# Both checks are pure and asked again for every request of a connection: their answers are
+# remembered (a bounded LRU; the client chooses the values).
+@functools.lru_cache(maxsize=4096)
 def same_name(value: str | None, host: str) -> bool:
     """Whether `value` (an SNI, say) is the normalised name `host`."""
     if not value:
@@ -28,6 +33,7 @@ def same_name(value: str | None, host: str) -> bool:
         return False
 
 
+@functools.lru_cache(maxsize=4096)
 def same_authority(authority: str, host: str, port: int, default_port: int) -> bool:
     """Whether a Host header names exactly `host:port` (after normalisation)."""
     value = authority.strip()

@@ -24,10 +24,28 @@ from vivified.egress.flow_state import (
     tunnel,
 )
 from vivified.egress.live_state import EgressState
+from vivified.egress.memo import SnapshotMemo
 from vivified.egress.responses import refuse
 from vivified.policy.decision import Decision
 from vivified.policy.egress import EgressRequest, audit_decision, audit_reason, decide_egress
-from vivified.registry.store.snapshot import PluginView
+from vivified.registry.store.snapshot import PluginView, Snapshot
+
+Answer = tuple[Decision, PluginView | None]
+
+
+def decide(snap: Snapshot, plugin: str, host: str, port: int) -> Answer:
+    """The decision for `plugin` to reach `host:port` on `snap`, and the plugin as policy saw it."""
+    view = snap.plugins.get(plugin)
+    req = EgressRequest(
+        plugin_id=plugin,
+        plugin_status=None if view is None else view.status,
+        allowlist=() if view is None else tuple(view.egress_domains),
+        mode="enforce" if view is None else view.egress_mode,
+        host=host,
+        port=port,
+        settings=snap.egress,
+    )
+    return decide_egress(req), view
 
 
 class EgressPolicy:
@@ -35,21 +53,14 @@ class EgressPolicy:
 
     def __init__(self, state: EgressState) -> None:
         self._state = state
+        self._answers: SnapshotMemo[Answer] = SnapshotMemo(state.snapshots)
 
-    def decide(self, plugin: str, host: str, port: int) -> tuple[Decision, PluginView | None]:
-        """The decision for `plugin` to reach `host:port` now, and the plugin as policy saw it."""
-        snap = self._state.current
-        view = snap.plugins.get(plugin)
-        req = EgressRequest(
-            plugin_id=plugin,
-            plugin_status=None if view is None else view.status,
-            allowlist=() if view is None else tuple(view.egress_domains),
-            mode="enforce" if view is None else view.egress_mode,
-            host=host,
-            port=port,
-            settings=snap.egress,
+    def decide(self, plugin: str, host: str, port: int) -> Answer:
+        """The decision for `plugin` to reach `host:port` now, and the plugin as policy saw it
+        (remembered for the current snapshot: the requests of a connection ask the same)."""
+        return self._answers.get(
+            (plugin, host, port), lambda snap: decide(snap, plugin, host, port)
         )
-        return decide_egress(req), view
 
     def http_connect(self, flow: http.HTTPFlow) -> None:
         if not is_settled(flow):

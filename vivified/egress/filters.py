@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 from mitmproxy import http
 
+from vivified.egress.headers import native
 from vivified.policy.egress_settings import FilterRule
 
 SMALL_BODY = 256 * 1024  # declared bodies up to this size are buffered, larger ones streamed
@@ -14,26 +15,46 @@ SMALL_BODY = 256 * 1024  # declared bodies up to this size are buffered, larger 
 def needs_streaming(headers: http.Headers) -> bool:
     """Stream (count without buffering) bodies that are chunked or declared large; small
     declared bodies go through mitmproxy's buffered path, which is cheaper per request."""
-    if "transfer-encoding" in headers:
-        return True
-    length = headers.get("content-length")
-    return length is not None and (not length.isdigit() or int(length) > SMALL_BODY)
+    lengths = []
+    for key, value in headers.fields:  # one walk (see `headers`)
+        low = key.lower()
+        if low == b"transfer-encoding":
+            return True
+        if low == b"content-length":
+            lengths.append(native(value))
+    if not lengths:
+        return False
+    length = ", ".join(lengths)  # as `headers.get` folds them
+    return not length.isdigit() or int(length) > SMALL_BODY
 
 
 def strip_headers(headers: http.Headers, rule: FilterRule) -> list[str]:
-    """Remove every header the rule strips (always `X-Vivified-*`); return the names removed."""
-    removed = [name for name in list(headers.keys()) if rule.strips(name)]
-    for name in removed:
-        headers.pop(name, None)
+    """Remove every header the rule strips (always `X-Vivified-*`); return the names removed,
+    each once, as first spelt. One walk, one assignment (see `headers`)."""
+    removed: list[str] = []
+    seen: set[str] = set()
+    kept = []
+    for field in headers.fields:
+        name = native(field[0])
+        if not rule.strips(name):
+            kept.append(field)
+            continue
+        low = name.lower()
+        if low not in seen:
+            seen.add(low)
+            removed.append(name)
+    if removed:
+        headers.fields = tuple(kept)
     return removed
 
 
-def declared_length(headers: http.Headers) -> int | None:
-    """The Content-Length an upstream announced, if it is a single valid number."""
-    values = headers.get_all("content-length")
-    if len(values) != 1 or not values[0].strip().isdigit():
+def declared_length(values: list[bytes] | None) -> int | None:
+    """The Content-Length an upstream announced (the raw values of every `Content-Length`
+    field), if it is a single valid number."""
+    if not values or len(values) != 1:
         return None
-    return int(values[0])
+    value = native(values[0]).strip()
+    return int(value) if value.isdigit() else None
 
 
 class CountingStream:

@@ -50,7 +50,8 @@ class GatewayGuard:
     """A mitmproxy addon: refuses CONNECTs and plain requests addressed to the gateway."""
 
     def __init__(self, settings: Settings) -> None:
-        self.endpoints = gateway_endpoints(settings)
+        self.endpoints = tuple(gateway_endpoints(settings))
+        self._ports = frozenset(port for _host, port in self.endpoints)
         self._detail = hint(settings)
 
     def http_connect(self, flow: http.HTTPFlow) -> None:
@@ -61,7 +62,8 @@ class GatewayGuard:
             self._check(flow)
 
     def _check(self, flow: http.HTTPFlow) -> None:
-        if is_settled(flow):
-            return
-        if is_gateway_target(flow.request.host, flow.request.port, self.endpoints):
+        port = flow.request.port
+        if port not in self._ports or is_settled(flow):
+            return  # only an endpoint's port can be the gateway (`is_gateway_target`)
+        if is_gateway_target(flow.request.host, port, self.endpoints):
             refuse(flow, GATEWAY_VIA_PROXY, self._detail)

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -57,6 +58,7 @@ from vivified.egress.live_state import AuditSink, AuditTrail, EgressState, Snaps
 from vivified.egress.metrics import fleet_metrics, start_egress_metrics
 from vivified.egress.passthrough import PassthroughTunnels
 from vivified.egress.pinning import AddressPinning
+from vivified.egress.pipeline import Pipeline
 from vivified.egress.proxy_auth import PluginAuth
 from vivified.egress.resolve import Resolver
 from vivified.egress.response_deadline import ResponseDeadline
@@ -214,6 +216,11 @@ class _Ready:
         log.warning("egress proxy listening on %s:%d", self._settings.host, self.port)
         if self._ready is not None:
             self._ready.set()
+        # Everything built by now (modules, mitmproxy's and our state: ~200,000 objects)
+        # lives as long as the process: keep it out of every collection (a full collection
+        # re-scanned it, ~20 % of the proxy's CPU under load).
+        gc.collect()
+        gc.freeze()
 
 
 async def run_egress(
@@ -299,9 +306,13 @@ async def run_egress(
     metrics = start_egress_metrics(settings, state, addons, worker=worker)  # None: no port
     pinning = next(a for a in addons if isinstance(a, AddressPinning))
     holder.add_listener(next(a for a in addons if isinstance(a, OpenTunnels)).review)
-    master.addons.add(*addons, _Ready(pinning, settings, port_file, ready))  # type: ignore[no-untyped-call]
-    if metrics is not None:
-        master.addons.add(metrics)  # type: ignore[no-untyped-call]
+    stages: list[Any] = [*addons, _Ready(pinning, settings, port_file, ready)]
+    if metrics is not None:  # after OpenTunnels: the open-tunnels gauge follows its hooks
+        stages.append(metrics)
+    # One addon in mitmproxy's chain for all of ours: each event runs only the stages that
+    # handle it (vivified.egress.pipeline: mitmproxy's per-addon dispatch cost a fifth of
+    # the proxy's CPU with fifteen addons).
+    master.addons.add(Pipeline(stages))  # type: ignore[no-untyped-call]
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread
             loop.add_signal_handler(sig, master.should_exit.set)

@@ -68,6 +68,11 @@ class AuditTrail:
         """Tasks this trail runs now: 0 or 1, whatever the backlog."""
         return 0 if self._drainer is None or self._drainer.done() else 1
 
+    @property
+    def saturated(self) -> bool:
+        """Whether new work must wait for `room()` now (checked before awaiting it)."""
+        return len(self._backlog) >= self.limit
+
     async def room(self) -> None:
         """Wait while the backlog is at its limit (back-pressure on new flows)."""
         while len(self._backlog) >= self.limit:

@@ -22,11 +22,15 @@ from mitmproxy.proxy import server_hooks
 
 from vivified.egress.flow_state import TARGET, Target, Verdict, is_settled, outcome, tunnel, verdict
 from vivified.egress.live_state import EgressState
+from vivified.egress.memo import Memo, SnapshotMemo
 from vivified.egress.records import Outcome
 from vivified.egress.resolve import ResolveError, Resolver
 from vivified.egress.responses import refuse
+from vivified.policy.decision import Decision
 from vivified.policy.egress import decide_addresses
-from vivified.policy.hosts import parse_host
+from vivified.policy.egress_settings import IPAddress
+from vivified.policy.hosts import Host, parse_host
+from vivified.registry.store.snapshot import Snapshot
 
 NOT_AUTHORISED = "egress: destination was not authorised"
 
@@ -45,6 +49,11 @@ class AddressPinning:
         self._resolver = resolver
         self.own_listeners: list[tuple[str, int]] = list(own_listeners)
         self._pins: dict[str, set[tuple[str, int]]] = {}
+        # Pure answers the requests of a connection ask again (see `memo`): the parsed name;
+        # and on the current snapshot, whether a set of addresses is safe, and passthrough.
+        self._hosts: Memo[Host] = Memo()
+        self._safety: SnapshotMemo[Decision] = SnapshotMemo(state.snapshots)
+        self._passthrough: SnapshotMemo[bool] = SnapshotMemo(state.snapshots)
 
     async def http_connect(self, flow: http.HTTPFlow) -> None:
         allowed = verdict(flow)
@@ -81,17 +90,18 @@ class AddressPinning:
         """The authorised target, or None when the flow was refused."""
         o = outcome(flow) or Outcome("", "", "", 0)
         port = flow.request.port
-        host = parse_host(flow.request.host)
+        raw = flow.request.host
+        host = self._hosts.get(raw, lambda: parse_host(raw))
         o.host = host.value
-        settings = self._state.current.egress
+        snap = self._state.current
         try:
-            addresses, source = await self._resolver.resolve(host, port, settings.host_overrides)
+            addresses, source = await self._resolver.resolve(host, port, snap.egress.host_overrides)
         except ResolveError as exc:
             refuse(flow, exc.code, str(exc))
             return None
         o.extra["resolved"] = [str(a) for a in addresses]
         o.extra["source"] = source
-        safe = decide_addresses(addresses, port, settings, self.own_listeners)
+        safe = self._safe(snap, addresses, port)
         if not safe.allowed:
             refuse(flow, safe.reason, safe.detail)
             return None
@@ -103,7 +113,16 @@ class AddressPinning:
             safe.detail,
             allowed.decision,
             allowed.mode,
-            settings.is_passthrough(host.value),
+            self._passthrough.get(host.value, lambda s: s.egress.is_passthrough(host.value), snap),
+        )
+
+    def _safe(self, snap: Snapshot, addresses: list[IPAddress], port: int) -> Decision:
+        """`decide_addresses` on `snap`, remembered for it (and for these own listeners)."""
+        listeners = tuple(self.own_listeners)
+        return self._safety.get(
+            (tuple(addresses), port, listeners),
+            lambda s: decide_addresses(addresses, port, s.egress, listeners),
+            snap,
         )
 
     def _pin(self, client: connection.Client, t: Target) -> None:

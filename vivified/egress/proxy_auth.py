@@ -21,20 +21,24 @@ from mitmproxy import http
 
 from vivified.egress.auth import AuthResult, ProxyAuthenticator
 from vivified.egress.flow_state import PLUGIN, is_settled, outcome, tunnel
+from vivified.egress.headers import native, take
 from vivified.egress.live_state import AuditTrail
 from vivified.egress.responses import refuse
 from vivified.registry.audit.bounds import claimed
 
 HOP_HEADERS = ("proxy-authorization", "proxy-connection")
+_HOP = frozenset(name.encode() for name in HOP_HEADERS)
+_AUTHORIZATION = b"proxy-authorization"
 CHALLENGE_DETAIL = (
     "proxy credentials required: Proxy-Authorization: Basic base64(plugin-id:token) "
     "(the proxy URL's user:password) or Bearer <plugin token>"
 )
 
 
-def _strip_hop_headers(flow: http.HTTPFlow) -> None:
-    for name in HOP_HEADERS:
-        flow.request.headers.pop(name, None)
+def _take_credentials(flow: http.HTTPFlow) -> list[str]:
+    """The `Proxy-Authorization` values; the hop-by-hop proxy headers are removed (one walk)."""
+    found = take(flow.request.headers, _HOP)
+    return [native(v) for v in found.get(_AUTHORIZATION, ())]
 
 
 class PluginAuth:
@@ -45,19 +49,17 @@ class PluginAuth:
         self._trail = trail
 
     async def http_connect(self, flow: http.HTTPFlow) -> None:
-        if self._trail is not None:
+        if self._trail is not None and self._trail.saturated:
             await self._trail.room()
-        values = flow.request.headers.get_all("proxy-authorization")
-        _strip_hop_headers(flow)
+        values = _take_credentials(flow)
         if is_settled(flow):
             return  # refused before (a gateway call): that answer stands
         self._apply(flow, await self._authenticator.authenticate(values))
 
     async def requestheaders(self, flow: http.HTTPFlow) -> None:
-        if self._trail is not None:
+        if self._trail is not None and self._trail.saturated:
             await self._trail.room()
-        values = flow.request.headers.get_all("proxy-authorization")
-        _strip_hop_headers(flow)  # inside tunnels and on refused requests too
+        values = _take_credentials(flow)  # hop headers go inside tunnels and on refusals too
         if is_settled(flow) or tunnel(flow) is not None:
             return
         self._apply(flow, await self._authenticator.authenticate(values))

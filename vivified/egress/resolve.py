@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import socket
 from collections.abc import Awaitable, Callable, Mapping
@@ -12,6 +13,12 @@ from vivified.policy.egress_settings import IPAddress
 from vivified.policy.hosts import Host
 
 GetAddrInfo = Callable[..., Awaitable[list[tuple[Any, ...]]]]
+
+
+@functools.lru_cache(maxsize=1024)
+def _address(text: str) -> IPAddress:
+    """An override's address, parsed once (`ip_address` is slow; its result is immutable)."""
+    return ipaddress.ip_address(text)
 
 
 class ResolveError(Exception):
@@ -38,7 +45,7 @@ class Resolver:
                 "literal"
             )
         if host.value in overrides:
-            return [ipaddress.ip_address(overrides[host.value])], "override"
+            return [_address(overrides[host.value])], "override"
         lookup = self._getaddrinfo or asyncio.get_running_loop().getaddrinfo
         try:
             infos = await asyncio.wait_for(

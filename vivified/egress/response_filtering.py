@@ -21,9 +21,21 @@ from vivified.egress.filters import (
     strip_headers,
 )
 from vivified.egress.flow_state import DENIED, TIMED_OUT, outcome, target
+from vivified.egress.headers import collect, folded
 from vivified.egress.live_state import CloseClient, EgressState
+from vivified.egress.memo import SnapshotMemo
 from vivified.egress.responses import error_body, error_headers, status_for
 from vivified.policy.egress_settings import FilterRule
+from vivified.registry.store.snapshot import Snapshot
+
+_TYPE, _LENGTH = b"content-type", b"content-length"
+
+
+def effective_rule(snap: Snapshot, plugin_id: str, host: str) -> FilterRule:
+    """The filter for `plugin_id` reaching `host` on `snap` (stricter for PHI plugins)."""
+    view = snap.plugins.get(plugin_id)
+    phi = view is not None and ("phi" in view.classification or "handles_phi" in view.traits)
+    return snap.egress.filters.effective(plugin_id, host, phi=phi)
 
 
 class ResponseFilter:
@@ -32,13 +44,14 @@ class ResponseFilter:
     def __init__(self, state: EgressState, close_client: CloseClient | None = None) -> None:
         self._state = state
         self._close_client = close_client
+        self._rules: SnapshotMemo[FilterRule] = SnapshotMemo(state.snapshots)
 
     def rule(self, plugin_id: str, host: str) -> FilterRule:
-        """The effective filter for `plugin_id` reaching `host`, from the current snapshot."""
-        snap = self._state.current
-        view = snap.plugins.get(plugin_id)
-        phi = view is not None and ("phi" in view.classification or "handles_phi" in view.traits)
-        return snap.egress.filters.effective(plugin_id, host, phi=phi)
+        """The effective filter for `plugin_id` reaching `host`, from the current snapshot
+        (remembered for that snapshot)."""
+        return self._rules.get(
+            (plugin_id, host), lambda snap: effective_rule(snap, plugin_id, host)
+        )
 
     def responseheaders(self, flow: http.HTTPFlow) -> None:
         t = target(flow)
@@ -56,14 +69,14 @@ class ResponseFilter:
         removed = strip_headers(resp.headers, rule)
         if removed:
             o.extra["stripped"] = removed
-        if not rule.allows_content_type(resp.headers.get("content-type")):
+        found = collect(resp.headers, (_TYPE, _LENGTH))
+        content_type = folded(found.get(_TYPE))
+        if not rule.allows_content_type(content_type):
             self._replace(
-                flow,
-                "content_type_not_allowed",
-                f"content type {resp.headers.get('content-type')!r} refused",
+                flow, "content_type_not_allowed", f"content type {content_type!r} refused"
             )
             return
-        length = declared_length(resp.headers)
+        length = declared_length(found.get(_LENGTH))
         if rule.max_body_bytes is not None and length is not None and length > rule.max_body_bytes:
             self._replace(
                 flow,

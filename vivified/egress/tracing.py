@@ -16,6 +16,7 @@ from mitmproxy import http
 
 from vivified.config.otlp import report_span
 from vivified.egress.flow_state import outcome
+from vivified.egress.headers import put
 from vivified.policy.tracecontext import (
     AUDIT_KEY,
     RANDOM_BYTES,
@@ -26,6 +27,7 @@ from vivified.policy.tracecontext import (
 )
 
 TRACE = "vivified.trace"  # flow.metadata: this flow's TraceContext
+_PARENT, _STATE = TRACEPARENT.encode(), TRACESTATE.encode()
 
 
 def _begin(flow: http.HTTPFlow) -> TraceContext:
@@ -45,12 +47,8 @@ class Tracing:
 
     def requestheaders(self, flow: http.HTTPFlow) -> None:
         ctx = _begin(flow)
-        headers = flow.request.headers
-        headers[TRACEPARENT] = ctx.traceparent
-        if ctx.tracestate:
-            headers[TRACESTATE] = ctx.tracestate
-        elif TRACESTATE in headers:
-            del headers[TRACESTATE]
+        state = ctx.tracestate.encode() if ctx.tracestate else None
+        put(flow.request.headers, {_PARENT: ctx.traceparent.encode(), _STATE: state})
 
     def response(self, flow: http.HTTPFlow) -> None:
         self._span(flow)

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+from typing import Any
 
 import pytest
 
 from vivified.egress.audit import OpenRecord
 from vivified.egress.flow_state import DENIED, PLUGIN, TUNNEL, outcome
+from vivified.egress.live_state import AuditTrail
 from vivified.egress.proxy_auth import PluginAuth
+from vivified.egress.records import Outcome
 
 # (credentials: None = no header, "<alpha>" = alpha's real token) -> reason code
 CASES = [
@@ -124,3 +128,39 @@ async def test_bearer_credentials_name_the_plugin_from_the_verified_token(
         assert flow.metadata[PLUGIN] == "alpha"
         assert outcome(flow).actor == "alpha"
         assert "proxy-authorization" not in flow.request.headers
+
+
+class SlowSink:
+    """An audit writer whose queue is full until `release` is set."""
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+        self.events: list[Any] = []
+
+    def record_nowait(self, event: Any) -> bool:
+        return False
+
+    async def record(self, event: Any) -> None:
+        await self.release.wait()
+        self.events.append(event)
+
+
+async def test_new_work_waits_while_the_audit_backlog_is_full(kit, tokens, authenticator) -> None:
+    sink = SlowSink()
+    trail = AuditTrail(sink, limit=1)
+    trail.record(Outcome("request", "alpha", "api.example.com", 80))
+    assert trail.saturated
+    chain = kit.chain(OpenRecord(), PluginAuth(authenticator, trail))
+    flow = kit.plain_flow(
+        "http://api.example.com/x", kit.basic("alpha", tokens.issue_plugin_token("alpha", 1).token)
+    )
+    waiting = asyncio.create_task(chain.fire("requestheaders", flow))
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert not waiting.done()
+    assert PLUGIN not in flow.metadata
+    sink.release.set()
+    await asyncio.wait_for(waiting, 5)
+    assert flow.metadata[PLUGIN] == "alpha"
+    assert not trail.saturated
+    assert len(sink.events) == 1
