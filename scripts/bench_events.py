@@ -5,7 +5,8 @@
    same concurrency; also accepted before any subscriber exists (nothing to deliver), and the
    CPU each process spends per event.
 2. End-to-end delivery latency (publisher sends POST /events -> webhook received) p50/p99,
-   at paced rates (the fixed RATES and half the accepted rate), one subscriber.
+   at paced rates (the fixed RATES, half the end-to-end drain rate and half the accepted
+   rate), one subscriber.
 3. The same gateway's CPU per operator-lane call (a plugin calling one whose base URL is the
    webhook receiver; wrk, BENCH_LANE_SECONDS, 5 s), to set beside its CPU per event.
 All of it twice: with one gateway process, and with one per core (VIVIFIED_GATEWAY_WORKERS).
@@ -282,9 +283,14 @@ def run(workers: int) -> dict[str, Any]:
             out["raw"] = asyncio.run(raw_js(nats_url, N))
             with httpx.Client(base_url=gw.url, trust_env=False, timeout=30) as c:
                 out["lane"] = lane_cpu(c, hook_url, gw.proc.pid)
-            out["half"] = max(1, int(out["accepted"] / 2))  # half the saturated rate
+            # "Half the saturated rate": what the lane carries end to end is the drain rate
+            # (events accepted AND delivered); the accepted rate alone is above it, so half of
+            # it can still be an overload whose backlog grows for as long as the run lasts.
+            # Both are measured and shown.
+            out["half"] = max(1, int(out["drain_rate"] / 2))
+            out["half_accepted"] = max(1, int(out["accepted"] / 2))
             lats = {}
-            for rate in sorted({*RATES, out["half"]}):
+            for rate in sorted({*RATES, out["half"], out["half_accepted"]}):
                 httpx.post(hook_url + "/reset", trust_env=False, timeout=30)
                 lats[rate] = asyncio.run(latency(gw.url, token, hook_url, rate))
             out["latency"] = lats
@@ -325,7 +331,9 @@ def report(r: dict[str, Any]) -> None:
         f"{r['cpu']['gateway'] / lane['us']:.2f} (goal <= 1.5)"
     )
     for rate, lat in r["latency"].items():
-        half = " (half the accepted rate)" if rate == r["half"] else ""
+        half = " (half the end-to-end rate)" if rate == r["half"] else ""
+        if rate == r["half_accepted"]:
+            half += " (half the accepted rate)"
         if not lat:
             print(f"  delivery at {rate}/s{half}: nothing arrived")
             continue
@@ -353,19 +361,21 @@ def emit_rows(r: dict[str, Any]) -> None:
         target="<= 1.5",
         met=per_event / per_call <= 1.5,
     )
-    lat = r["latency"][r["half"]]
-    wanted = int(r["half"] * 3)
-    p99 = lat[max(0, int(len(lat) * 0.99) - 1)] if lat else None
-    arrived = f"({len(lat)}/{wanted} arrived)"
-    emit(
-        "events",
-        f"delivery p99 at half the accepted rate, {r['half']:,} events/s paced, {procs}",
-        rate="nothing arrived" if p99 is None else f"p99 {p99:.1f} ms {arrived}",
-        reference="publisher POST -> webhook received",
-        ratio=None,
-        target="p99 <= 50 ms",
-        met=p99 is not None and p99 <= 50 and len(lat) >= wanted,
-    )
+    for key, what in (("half", "end-to-end (drain)"), ("half_accepted", "accepted")):
+        rate = r[key]
+        lat = r["latency"][rate]
+        wanted = int(rate * 3)
+        p99 = lat[max(0, int(len(lat) * 0.99) - 1)] if lat else None
+        arrived = f"({len(lat)}/{wanted} arrived)"
+        emit(
+            "events",
+            f"delivery p99 at half the {what} rate, {rate:,} events/s paced, {procs}",
+            rate="nothing arrived" if p99 is None else f"p99 {p99:.1f} ms {arrived}",
+            reference="publisher POST -> webhook received",
+            ratio=None,
+            target="p99 <= 50 ms",
+            met=p99 is not None and p99 <= 50 and len(lat) >= wanted,
+        )
 
 
 def main() -> None:
