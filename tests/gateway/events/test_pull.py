@@ -75,32 +75,6 @@ async def test_events_come_in_order_one_at_a_time(js: tuple[Client, JetStreamCon
         await pull.close()
 
 
-async def test_ack_next_acknowledges_and_asks_for_the_next_event(
-    js: tuple[Client, JetStreamContext],
-) -> None:
-    nc, context = js
-    pull = lane(nc, context)
-    await pull.start()
-    requests = await nc.subscribe(f"$JS.API.CONSUMER.MSG.NEXT.{STREAM}.sub-x-l0")
-    try:
-        for i in range(3):
-            await context.publish("pulltest.T.0", f"e{i}".encode())
-        seen = []
-        while (msg := await pull.next()) is not None:
-            seen.append(msg.data)
-            await pull.ack_next(msg)
-        assert seen == [b"e0", b"e1", b"e2"]  # in order, each once
-        info = await context.consumer_info(STREAM, "sub-x-l0")
-        assert (info.ack_floor.stream_seq, info.num_ack_pending) == (3, 0)  # all acknowledged
-        await nc.flush()
-        # one MSG.NEXT to start; each ack asked for the next (the last one's request expired
-        # empty: that is the None which ended the loop)
-        assert requests.pending_msgs == 1
-    finally:
-        await requests.unsubscribe()
-        await pull.close()
-
-
 async def test_replicas_share_the_consumer(js: tuple[Client, JetStreamContext]) -> None:
     nc, context = js
     a, b = lane(nc, context), lane(nc, context)

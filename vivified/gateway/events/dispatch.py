@@ -139,7 +139,7 @@ class Dispatcher:
                 while True:
                     msg = await pull.next()
                     if msg is not None:
-                        await self._handle(pid, msg, pull)
+                        await self._handle(pid, msg)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # NATS away or a transient error: retry, lose nothing
@@ -151,18 +151,12 @@ class Dispatcher:
                 if pull is not None:
                     await pull.close()
 
-    async def _handle(self, pid: str, msg: Any, pull: LanePull | None = None) -> None:
-        """Deliver (or skip, or dead-letter) one event; an acknowledgement also asks `pull`'s
-        lane for its next event."""
-
-        async def done() -> None:
-            await (pull.ack_next(msg) if pull is not None else msg.ack())
-
+    async def _handle(self, pid: str, msg: Any) -> None:
         try:
             event = json.loads(msg.data)
             kind = event["type"]
         except (ValueError, KeyError, TypeError):
-            await done()
+            await msg.ack()
             return
         known = event_type(kind)
         view = self._snapshot.current.plugins.get(pid)
@@ -177,7 +171,7 @@ class Dispatcher:
             classification=known.classification if known else "confidential",
         )
         if not decision:
-            await done()
+            await msg.ack()
             if decision.reason != "not_subscribed":
                 await self._record(pid, event, "deny", decision.reason, 0, "skip")
             return
@@ -190,7 +184,7 @@ class Dispatcher:
             facts = self.policy_facts(decision.reason, view, known) if wanted else None
             ok, status, error = await self._deliver(view, event, msg.data, facts)
             if ok:
-                await done()
+                await msg.ack()
                 if records(level, "allow"):
                     await self._record(
                         pid, event, "allow", "delivered", status, "deliver", attempt, level, facts
@@ -208,7 +202,7 @@ class Dispatcher:
         await self._stream.dead_letter(
             pid, msg.data, attempts=attempts, error=error, event_type=kind
         )
-        await done()
+        await msg.ack()
         await self._record(pid, event, "deny", "dead_lettered", 0, "dead_letter", attempts)
 
     @staticmethod

@@ -13,7 +13,6 @@ type — so delivery can run in parallel across lanes and stay in order within e
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import logging
@@ -28,7 +27,6 @@ from nats.js.api import RetentionPolicy, StorageType, StreamConfig
 
 from vivified.config.bus import Bus
 from vivified.config.settings import Settings
-from vivified.gateway.events.acks import PublishAcks
 
 DUPLICATE_WINDOW = 600.0  # seconds: a re-published id inside it is stored once
 CORE_SOURCE = "vivified://core"  # the source of core's own lifecycle events
@@ -86,8 +84,6 @@ class EventStream:
         self._settings = settings
         self._ready_for: object | None = None
         self._js: JetStreamContext | None = None
-        self._acks: PublishAcks | None = None
-        self._preparing = asyncio.Lock()
 
     @property
     def subject(self) -> str:
@@ -124,18 +120,10 @@ class EventStream:
     async def js(self) -> JetStreamContext:
         """A JetStream context on a live connection, with both streams in place."""
         nc = self.client()
-        if self._ready_for is nc and self._js is not None:
-            return self._js
-        async with self._preparing:  # one caller prepares; the others wait and reuse it
-            if self._ready_for is not nc or self._js is None:
-                js = nc.jetstream(timeout=2)
-                await self._ensure(js)
-                if self._acks is None or not self._acks.on(nc):  # a new client, not a reconnect
-                    old, self._acks = self._acks, PublishAcks(nc)
-                    await self._acks.start()
-                    if old is not None:
-                        await old.close()
-                self._js, self._ready_for = js, nc
+        if self._ready_for is not nc or self._js is None:
+            js = nc.jetstream(timeout=2)
+            await self._ensure(js)
+            self._js, self._ready_for = js, nc
         return self._js
 
     async def _ensure(self, js: JetStreamContext) -> None:
@@ -161,20 +149,20 @@ class EventStream:
     async def publish(self, event: dict[str, Any]) -> bool:
         """Store `event`; returns True when its publisher already stored that id."""
         try:
-            await self.js()
-            if self._acks is None:  # only while another call re-prepares the connection
-                raise StreamUnavailable("NATS is reconnecting")
-            ack = await self._acks.publish(
+            js = await self.js()
+            ack = await js.publish(
                 f"{self.subject}.{event['type']}.{lane_of(event, self.lanes)}",
                 json.dumps(event, separators=(",", ":")).encode(),
-                {"Nats-Msg-Id": dedup_id(event), "Nats-Expected-Stream": self.events},
+                timeout=2,
+                stream=self.events,
+                headers={"Nats-Msg-Id": dedup_id(event)},
             )
         except StreamUnavailable:
             raise
         except Exception as exc:  # timeout, no responders, disconnect: all mean "not stored"
             self._ready_for = None
             raise StreamUnavailable(type(exc).__name__) from exc
-        return bool(ack.get("duplicate"))
+        return bool(ack.duplicate)
 
     async def dead_letter(
         self, subscriber: str, event: bytes, *, attempts: int, error: str, event_type: str
