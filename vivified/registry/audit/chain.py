@@ -43,18 +43,11 @@ _ENCODE = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=F
 _SCALARS = (str, int, float, bool, type(None))
 
 
-def _plain_json(value: Any) -> bool:
-    """A scalar, or a list of scalars (an egress record's resolved addresses): JSON as is."""
-    if isinstance(value, _SCALARS):
-        return True
-    return type(value) is list and all(isinstance(item, _SCALARS) for item in value)
-
-
 def canonical_detail(detail: Mapping[str, Any] | None) -> dict[str, Any]:
     """`detail` as plain JSON values, so what is hashed is exactly what the database returns."""
     if not detail:
         return {}
-    if all(type(k) is str and _plain_json(v) for k, v in detail.items()):
+    if all(type(k) is str and isinstance(v, _SCALARS) for k, v in detail.items()):
         return dict(detail)  # already plain JSON (the common case): skip the round trip
     loaded: dict[str, Any] = json.loads(json.dumps(dict(detail), default=str))
     return loaded
