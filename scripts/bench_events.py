@@ -41,6 +41,10 @@ from vivified.config.nats_server import ManagedNats
 
 N = 3000
 CONCURRENCY = 32
+# The audit level of the lane-call reference's plugins (`simple` manifests): the event's
+# publisher and subscriber use it too, so both sides of the CPU ratio do the same audit work
+# (the seed manifest's `detailed` adds header names and body hashes to every record).
+BASIC = {"hipaa_controls": [], "audit_level": "basic"}
 RATES = (200, 1000, 2000)  # paced publish rates for the latency runs (3 s each)
 LANE_SECONDS = int(os.environ.get("BENCH_LANE_SECONDS", "5"))
 
@@ -246,7 +250,10 @@ def run(workers: int) -> dict[str, Any]:
             gw.start(timeout=120)
             with httpx.Client(base_url=gw.url, trust_env=False, timeout=30) as c:
                 pub: dict[str, Any] = seed(
-                    id="publisher", contracts=["PubPlugin"], events={"publishes": ["FileStored"]}
+                    id="publisher",
+                    contracts=["PubPlugin"],
+                    events={"publishes": ["FileStored"]},
+                    compliance=BASIC,
                 )
                 token = register(c, pub, registration_token(c)).json()["token"]
                 assert c.post("/plugins/publisher/enable", headers=admin_headers()).is_success
@@ -257,6 +264,7 @@ def run(workers: int) -> dict[str, Any]:
                     base_url=hook_url,
                     endpoints={"events": "/events"},
                     events={"subscribes": ["FileStored"]},
+                    compliance=BASIC,
                 )
                 assert register(c, sub, registration_token(c)).status_code == 201
                 assert c.post("/plugins/subscriber/enable", headers=admin_headers()).is_success
