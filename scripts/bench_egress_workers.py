@@ -42,6 +42,7 @@ from typing import Any
 
 import trustme
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # support.procfs
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_egress import (  # the scripts directory (also first when run as a script)
     NAMES,
@@ -53,6 +54,7 @@ from bench_egress import (  # the scripts directory (also first when run as a sc
     _worker,
     free_port,
 )
+from support.procfs import children, established, held
 
 try:
     from bench_table import emit
@@ -85,40 +87,6 @@ def switches(pid: int) -> int:
     return 0
 
 
-def children(pid: int) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == pid and fields[0] != "Z":
-                found.append(int(entry))
-    return sorted(found)
-
-
-def established_on(port: int) -> set[str]:
-    inodes = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        for line in Path(table).read_text().splitlines()[1:]:
-            f = line.split()
-            if int(f[1].rsplit(":", 1)[1], 16) == port and f[3] == "01":
-                inodes.add(f[9])
-    return inodes
-
-
-def held(pid: int, conns: set[str]) -> int:
-    n = 0
-    for fd in os.listdir(f"/proc/{pid}/fd"):
-        try:
-            target = os.readlink(f"/proc/{pid}/fd/{fd}")
-        except OSError:
-            continue
-        n += target.startswith("socket:[") and target[8:-1] in conns
-    return n
-
-
 @dataclass
 class Proxy:
     """One proxy under test: its port, its processes, how a client talks to it."""
@@ -133,14 +101,13 @@ class Proxy:
 
     @property
     def workers(self) -> list[int]:
-        return children(self.proc.pid) or [self.proc.pid]
+        return sorted(children(self.proc.pid)) or [self.proc.pid]
 
     def pids(self) -> list[int]:
-        return [self.proc.pid, *children(self.proc.pid)]
+        return [self.proc.pid, *sorted(children(self.proc.pid))]
 
     def hold_count(self) -> dict[int, int]:
-        conns = established_on(self.port)
-        return {pid: held(pid, conns) for pid in self.workers}
+        return held(self.workers, established(local_port=self.port))
 
 
 async def _paced_worker(
