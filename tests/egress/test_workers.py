@@ -25,7 +25,15 @@ from typing import Any
 
 import httpx
 import pytest
-from support.egress import Egress, Upstreams, free_port, read_response, start_egress
+from support.egress import (
+    Egress,
+    Upstreams,
+    closed_by_peer,
+    free_port,
+    get_inside,
+    read_response,
+    start_egress,
+)
 from support.procfs import children, established, held, listening, socket_inodes
 from support.waiting import eventually
 
@@ -116,21 +124,6 @@ def tunnel(eg: Egress, plugin: str) -> ssl.SSLSocket:
     return eg.ssl_context().wrap_socket(sock, server_hostname="api.example.com")
 
 
-def get_inside(tls: ssl.SSLSocket, eg: Egress) -> int:
-    tls.sendall(f"GET / HTTP/1.1\r\nHost: api.example.com:{eg.up.https_port}\r\n\r\n".encode())
-    return read_response(tls)[0]
-
-
-def closed_by_peer(sock: socket.socket) -> bool:
-    sock.settimeout(0.05)
-    try:
-        return sock.recv(1) == b""
-    except (TimeoutError, ssl.SSLWantReadError):
-        return False
-    except (OSError, ssl.SSLError):
-        return True
-
-
 def announce_change(url: str) -> None:
     """A change notice on NATS, as a gateway sends after a committed change."""
 
@@ -210,7 +203,7 @@ def test_a_revoked_plugin_loses_its_tunnels_on_every_worker(fleet: Fleet) -> Non
             10,
             "the open tunnels of both workers summed",
         )
-        assert [get_inside(t, eg) for t in tunnels] == [200] * TUNNELS
+        assert [get_inside(t, eg.up) for t in tunnels] == [200] * TUNNELS
         eg.update(plugin=(pid, {"status": "disabled"}))
         announce_change(f"nats://127.0.0.1:{fleet.nats_port}")
         within(lambda: all(closed_by_peer(t) for t in tunnels), 1.0, "every tunnel closed")

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import json
-import socket
 import ssl
 import time
 from collections.abc import Callable, Iterator
@@ -23,7 +22,11 @@ import pytest
 from starlette.applications import Starlette
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
-from support.egress import Upstreams, egress_document, raw_exchange, read_response
+from support.egress import (
+    Upstreams,
+    egress_document,
+    raw_exchange,
+)
 from support.manifests import simple
 from support.procs import CoreProcess, admin_headers, register, registration_token
 from support.upstream import serve_in_thread
@@ -205,22 +208,3 @@ def tls_through(
     assert status == 200, (status, headers, body)
     ctx = ssl.create_default_context(cafile=str(cafile))
     return ctx.wrap_socket(sock, server_hostname="api.example.com")
-
-
-def get_inside(tls: ssl.SSLSocket, up: Upstreams, path: str = "/") -> int:
-    """One keep-alive request inside the tunnel; its status."""
-    host = f"api.example.com:{up.https_port}"
-    tls.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
-    status, _headers, _body = read_response(tls)
-    return status
-
-
-def closed_by_peer(sock: socket.socket) -> bool:
-    """True once the other end closed `sock` (a read returns EOF or fails)."""
-    sock.settimeout(0.05)
-    try:
-        return sock.recv(1) == b""
-    except (TimeoutError, ssl.SSLWantReadError):
-        return False
-    except (OSError, ssl.SSLError):
-        return True

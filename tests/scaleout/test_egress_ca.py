@@ -19,13 +19,12 @@ from scaleout.rig import (
     CA_KEY,
     Deployment,
     fetcher,
-    get_inside,
     start_deployment,
     stop_deployment,
     tls_through,
     within,
 )
-from support.egress import Upstreams
+from support.egress import Upstreams, get_inside
 from support.procs import CoreProcess, clean_env
 
 from vivified.config.egress_ca import (

@@ -12,14 +12,13 @@ from scaleout.rig import (
     Deployment,
     fetcher,
     fresh_token,
-    get_inside,
     jwt_header,
     start_deployment,
     stop_deployment,
     tls_through,
     within,
 )
-from support.egress import Upstreams
+from support.egress import Upstreams, get_inside
 from support.manifests import simple
 
 pytestmark = pytest.mark.postgres

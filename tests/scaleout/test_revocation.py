@@ -15,13 +15,12 @@ import pytest
 from scaleout.rig import (
     Deployment,
     chat_pair,
-    closed_by_peer,
     fetcher,
-    get_inside,
     tls_through,
     within,
 )
 from support.audit import wait_for_audit
+from support.egress import closed_by_peer, get_inside
 from support.manifests import simple
 from support.procs import CoreProcess, admin_headers, register
 from websockets.exceptions import ConnectionClosed

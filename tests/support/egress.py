@@ -485,3 +485,22 @@ def raw_connect(eg: Egress, target: str, auth: str | None) -> RawAnswer:
     sock = socket.create_connection(("127.0.0.1", eg.port), timeout=10)
     sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
     return read_until_eof(sock)
+
+
+def get_inside(tls: ssl.SSLSocket, up: Upstreams, path: str = "/") -> int:
+    """One keep-alive request inside the tunnel; its status."""
+    host = f"api.example.com:{up.https_port}"
+    tls.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+    status, _headers, _body = read_response(tls)
+    return status
+
+
+def closed_by_peer(sock: socket.socket) -> bool:
+    """True once the other end closed `sock` (a read returns EOF or fails)."""
+    sock.settimeout(0.05)
+    try:
+        return sock.recv(1) == b""
+    except (TimeoutError, ssl.SSLWantReadError):
+        return False
+    except (OSError, ssl.SSLError):
+        return True
