@@ -16,8 +16,6 @@ import os
 import signal
 import socket
 import ssl
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -25,6 +23,7 @@ from typing import Any
 
 import httpx
 import pytest
+from support.audit import assert_chain_ok
 from support.egress import (
     Egress,
     Upstreams,
@@ -174,15 +173,7 @@ def test_workers_share_the_port_one_audit_chain_and_one_metrics_listener(
         "every request counted",
     )
     assert fleet.metric("vivified_build_info") == 1  # one series, not one per worker
-    verify = subprocess.run(
-        [sys.executable, "-m", "vivified", "audit", "verify"],
-        env=eg.proc.env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert verify.returncode == 0, verify.stderr
-    assert "audit chain OK" in verify.stdout
+    assert_chain_ok(eg.proc.env)
 
 
 def test_a_revoked_plugin_loses_its_tunnels_on_every_worker(fleet: Fleet) -> None:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from support.audit import assert_chain_ok
 from support.procfs import children, established, listening, socket_inodes
 from support.procs import CoreProcess, admin_headers
 
@@ -79,15 +80,7 @@ def test_workers_share_the_port_and_one_audit_chain(gateway: CoreProcess) -> Non
 
         wait_for(lambda: recorded() >= CONNECTIONS)
         assert recorded() == CONNECTIONS
-    verify = subprocess.run(
-        [sys.executable, "-m", "vivified", "audit", "verify"],
-        env=gateway.env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert verify.returncode == 0, verify.stderr
-    assert "audit chain OK" in verify.stdout
+    assert_chain_ok(gateway.env)
 
 
 def test_a_dead_worker_is_replaced_and_stopping_ends_all(gateway: CoreProcess) -> None:

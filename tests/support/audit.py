@@ -1,4 +1,5 @@
-"""Read the audit trail over HTTP, and wait (with a bound) for records the writer still holds.
+"""Read the audit trail over HTTP, and wait (with a bound) for records the writer still holds;
+check the chain with `vivified audit verify`.
 
 The gateway writes audit records from a queue, a moment after it answers the request that
 made them. A test that wants a record polls `GET /admin/audit` until it is there, within a
@@ -7,6 +8,8 @@ bound, instead of using `GET /admin/audit/verify` (which flushes the writer) as 
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -81,3 +84,16 @@ def audit_barrier(client: httpx.Client, timeout: float = 10.0) -> None:
     r = client.send(request)
     assert (r.status_code, r.json()["reason"]) == (401, "missing_token"), r.text
     wait_for_audit(client, action="register", target=f"claimed:{marker}", timeout=timeout)
+
+
+def assert_chain_ok(env: Mapping[str, str]) -> None:
+    """`vivified audit verify` with a deployment's settings (`env`) finds the chain intact."""
+    verify = subprocess.run(
+        [sys.executable, "-m", "vivified", "audit", "verify"],
+        env=dict(env),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert verify.returncode == 0, verify.stderr
+    assert "audit chain OK" in verify.stdout
