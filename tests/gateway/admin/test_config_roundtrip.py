@@ -205,7 +205,7 @@ def test_patch_egress_merges(
         pytest.param([1], MERGE, 422, "invalid_body", id="not-an-object"),
         pytest.param({"version": 0}, MERGE, 412, "stale_version", id="stale-version-member"),
         pytest.param(
-            {"enabled": False}, {**MERGE, "If-Match": '"1"'}, 412, "stale_version", id="if-match"
+            {"enabled": False}, {**MERGE, "If-Match": '"0"'}, 412, "stale_version", id="if-match"
         ),
     ],
 )
