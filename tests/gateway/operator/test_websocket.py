@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import jwt
 import pytest
 from starlette.applications import Starlette
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket
-from support.audit import audit_records, wait_for_audit
+from support.audit import Record, audit_records, wait_for_audit
 from support.manifests import simple
 from support.procs import CoreProcess, register, registration_token
 from support.upstream import serve_in_thread
-from websockets.exceptions import ConnectionClosedError, InvalidStatus
-from websockets.sync.client import connect
+from websockets.exceptions import ConnectionClosed, ConnectionClosedError, InvalidStatus
+from websockets.sync.client import ClientConnection, connect
+
+from vivified.registry.identity.tokens import MAX_LEEWAY
 
 
 async def echo(ws: WebSocket) -> None:
@@ -121,3 +127,108 @@ def test_refused_upgrades(
         records = wait_for_audit(c, count=before + 1, **query)
     newest = records[0]
     assert (newest["status"], newest["reason"]) == (status, reason)
+
+
+# --- the caller's token expires while its relay is open ----------------------------------------
+
+
+def mint(lane: WsLane, ttl: int, *, now: float | None = None) -> tuple[str, int]:
+    """A plugin token for `talker` of `ttl` seconds (shorter than `VIVIFIED_TOKEN_TTL` allows),
+    signed with the gateway's own key from its registry: (token, exp)."""
+    from vivified.registry.identity.keys import KeyStore
+    from vivified.registry.identity.tokens import TokenService
+    from vivified.registry.store.engine import create_engine, session_factory
+
+    gen = jwt.decode(lane.token, options={"verify_signature": False})["gen"]
+
+    async def issue() -> tuple[str, int]:
+        engine = create_engine(f"sqlite+aiosqlite:///{lane.gw.data_dir.resolve() / 'registry.db'}")
+        try:
+            keys = KeyStore(session_factory(engine))
+            await keys.load(create=False)
+            issued = TokenService(keys, issuer="vivified-core", ttl=ttl).issue_plugin_token(
+                "talker", gen, now=now
+            )
+            return issued.token, issued.expires_at
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(issue())
+
+
+@contextmanager
+def open_chat(lane: WsLane, token: str) -> Iterator[ClientConnection]:
+    with connect(
+        lane.url("/chat/chat"),
+        additional_headers={"Authorization": f"Bearer {token}"},
+        open_timeout=10,
+    ) as ws:
+        assert '"caller":"talker"' in ws.recv(timeout=10).replace(" ", "")  # the target's hello
+        yield ws
+
+
+def expired_relays(lane: WsLane, count: int) -> list[Record]:
+    with httpx.Client(base_url=lane.gw.url, trust_env=False) as c:
+        return wait_for_audit(
+            c,
+            count=count,
+            lane="operator",
+            actor="talker",
+            where=lambda a: a["status"] == 101 and a["detail"].get("closed") == "expired",
+        )
+
+
+def test_a_relay_ends_when_the_lane_stops_accepting_its_token(ws_lane: WsLane) -> None:
+    """A busy relay ends (1008 `expired`, like a revoked one) when the lane would refuse its
+    token, at `exp` plus the clock-skew leeway (as `verify_plugin_token` counts), not before;
+    a relay on a token still valid goes on. The token is past its `exp` already, inside the
+    leeway, so that the test lasts seconds."""
+    before = len(expired_relays(ws_lane, 0))
+    token, exp = mint(ws_lane, 60, now=time.time() + 3 - 60 - MAX_LEEWAY)
+    until = exp + MAX_LEEWAY  # 3 s from now
+    assert exp < time.time() < until - 1
+    with open_chat(ws_lane, ws_lane.token) as valid, open_chat(ws_lane, token) as expiring:
+        frame, ended_at = None, None
+        while time.time() < until + 3:
+            for ws, text in ((valid, "still"), (expiring, "tick")):
+                try:
+                    ws.send(text)
+                    assert ws.recv(timeout=5) == text.upper()
+                except ConnectionClosed as exc:
+                    assert ws is expiring, "the relay on a valid token was closed"
+                    frame, ended_at = exc.rcvd, time.time()
+                    break
+            if frame is not None:
+                break
+            time.sleep(0.1)  # part of the test: steady traffic, far inside the idle timeout
+        assert ended_at is not None, "the relay outlived its token"
+        assert until - 0.05 <= ended_at <= until + 1.0  # then, not before, not much later
+        assert frame is not None
+        assert (frame.code, frame.reason) == (1008, "expired")
+        valid.send("after")
+        assert valid.recv(timeout=5) == "AFTER"
+    (record, *_) = expired_relays(ws_lane, before + 1)
+    assert (record["target"], record["decision"], record["reason"]) == (
+        "chat",
+        "allow",
+        "dependency",
+    )
+
+
+def test_a_token_past_the_leeway_is_refused_at_the_upgrade(ws_lane: WsLane) -> None:
+    """As before this rule: the lane refuses the expired token; no relay is opened."""
+    query = {"lane": "operator", "actor": "anonymous", "target": "claimed:chat"}
+    token, _ = mint(ws_lane, 60, now=time.time() - 120)
+    with httpx.Client(base_url=ws_lane.gw.url, trust_env=False) as c:
+        before = len([a for a in audit_records(c, **query) if a["reason"] == "expired"])
+        with pytest.raises(InvalidStatus) as err:
+            connect(
+                ws_lane.url("/chat/chat"),
+                additional_headers={"Authorization": f"Bearer {token}"},
+                open_timeout=10,
+            )
+        assert err.value.response.status_code == 403
+        (newest, *_) = wait_for_audit(
+            c, count=before + 1, where=lambda a: a["reason"] == "expired", **query
+        )
+    assert (newest["status"], newest["decision"]) == (401, "deny")

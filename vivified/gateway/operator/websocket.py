@@ -9,8 +9,10 @@ per connection carries the bytes each way (and, in `detail.closed`, why core end
 Admission is not a one-off: each open relay is registered in `core.relays`, which asks the
 lane's decision again on every snapshot swap (a disable, a token-generation bump, a removed
 grant anywhere in the deployment), and core ends it at once with 1008 and the refusal's
-reason code. A relay also ends after `ws_max_lifetime` seconds, or `ws_idle_timeout` seconds
-without a message either way (1001 `ws_max_lifetime` / `ws_idle_timeout`).
+reason code. Core ends it the same way (1008 `expired`) when the lane stops accepting the
+caller's token (its `exp` plus the clock-skew leeway): a timer set at admission. A relay also
+ends after `ws_max_lifetime` seconds, or `ws_idle_timeout` seconds without a message either
+way (1001 `ws_max_lifetime` / `ws_idle_timeout`).
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from vivified.gateway.operator.upstream import identity_headers
 from vivified.gateway.problems import status_of
 from vivified.registry.errors import DomainError
 from vivified.registry.identity.bearer import extract_bearer
+from vivified.registry.identity.tokens import PluginClaims
 from vivified.registry.store.snapshot import PluginView, Snapshot
 
 log = logging.getLogger("vivified.operator")
@@ -55,14 +58,14 @@ LIMIT_CLOSE = 1001  # going away: a lifetime limit, the client may reconnect
 LIMITS = frozenset({"ws_max_lifetime", "ws_idle_timeout"})
 
 
-async def _caller_gen(core: Core, scope: Scope) -> int:
-    """The token generation of the caller's (already admitted) token."""
+async def _caller_claims(core: Core, scope: Scope) -> PluginClaims:
+    """The claims of the caller's (already admitted) token: its generation and expiry."""
     token = extract_bearer(scope["headers"], scope.get("query_string", b""))
     gens = core.snapshot.current.plugin_gen
     claims = core.tokens.verify_plugin_token_cached(token, gens)
     if claims is None:
         claims = await core.tokens.verify_plugin_token(token, gens)
-    return claims.gen
+    return claims
 
 
 def readmission(core: Core, scope: Scope, caller: str, gen: int, target: PluginView) -> Recheck:
@@ -97,7 +100,7 @@ async def relay_websocket(scope: Scope, receive: Receive, send: Send) -> None:
         if first["type"] != "websocket.connect":
             return
         target, rest, path = await admit(core, call, scope)
-        gen = await _caller_gen(core, scope)
+        claims = await _caller_claims(core, scope)
         headers = CIMultiDict(
             (k.decode("latin-1"), v.decode("latin-1"))
             for k, v in request_headers(
@@ -121,8 +124,12 @@ async def relay_websocket(scope: Scope, receive: Receive, send: Send) -> None:
             core.circuits.failure(target.id)
             raise LaneError("upstream_refused", f"{target.id} refused the WebSocket") from exc
         core.circuits.success(target.id)
-        relay = Relay(call.caller, target.id, readmission(core, scope, call.caller, gen, target))
+        relay = Relay(
+            call.caller, target.id, readmission(core, scope, call.caller, claims.gen, target)
+        )
         core.relays.add(relay)
+        # ends when the lane would refuse the token (exp + leeway); cancelled by `discard`
+        relay.expire_at(core.tokens.accepted_until(claims))
         try:
             call.status = 101
             await send({"type": "websocket.accept", "subprotocol": upstream.protocol})

@@ -279,6 +279,10 @@ class TokenService:
             self._cache.popitem(last=False)
         return result
 
+    def accepted_until(self, claims: PluginClaims) -> float:
+        """When this service stops accepting the token: its `exp` plus the clock-skew leeway."""
+        return float(claims.expires_at + self._leeway)
+
     def verify_plugin_token_cached(
         self, token: str, current_gen: CurrentGen
     ) -> PluginClaims | None:
@@ -288,7 +292,7 @@ class TokenService:
         claims = self._cache.get(key)
         if claims is None:
             return None
-        if time.time() >= claims.expires_at + self._leeway:
+        if time.time() >= self.accepted_until(claims):
             self._cache.pop(key, None)
             return None
         try:
