@@ -8,7 +8,9 @@ the mitmproxy 11.x requirement).
 `OpenTunnels` keeps the accepted CONNECT tunnels (intercepted or passthrough) with the
 plugin and token generation that opened them; at every snapshot swap it ends those of a
 plugin that may no longer use the lane (disabled, removed, its tokens revoked by a
-generation bump), each with one audit record.
+generation bump) and those whose destination the egress policy no longer allows (a narrowed
+allowlist, a blocked domain, a port no longer allowed, the kill switch: the CONNECT's own
+decision, `egress_policy.decide`, asked again; no DNS), each with one audit record.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from typing import Any
 from mitmproxy import connection, http
 from mitmproxy.proxy import events
 
+from vivified.egress.egress_policy import decide
 from vivified.egress.flow_state import PLUGIN, is_settled, target
 from vivified.egress.live_state import EgressState
 from vivified.egress.records import Outcome
@@ -106,9 +109,20 @@ def revocation(snap: Snapshot, plugin_id: str, gen: int) -> str | None:
     return None
 
 
+def refusal(snap: Snapshot, tunnel: _Open) -> str | None:
+    """Why `tunnel` must end on `snap`: revoked, or its destination refused by the policy that
+    admits a CONNECT (names, ports and plugin state only; addresses were pinned at the CONNECT)."""
+    reason = revocation(snap, tunnel.plugin_id, tunnel.gen)
+    if reason is not None:
+        return reason
+    decision, _view = decide(snap, tunnel.plugin_id, tunnel.host, tunnel.port)
+    return None if decision.allowed else decision.reason
+
+
 class OpenTunnels:
     """A mitmproxy addon (place it after `PluginAuth`): the accepted CONNECT tunnels by client
-    connection; `review(snapshot)` is a snapshot listener that ends the revoked ones."""
+    connection; `review(snapshot)` is a snapshot listener that ends the revoked ones and those
+    the egress policy no longer allows."""
 
     def __init__(
         self, state: EgressState, close_client: Callable[[connection.Client, bool], Any]
@@ -135,16 +149,20 @@ class OpenTunnels:
             flow.client_conn, accepted.plugin_id, gen, accepted.host, accepted.port, flow.id
         )
         self._open[flow.client_conn.id] = tunnel
-        reason = revocation(self._state.current, tunnel.plugin_id, gen)
-        if reason is not None:  # revoked while the upstream connection was made
+        reason = refusal(self._state.current, tunnel)
+        if reason is not None:  # revoked or narrowed while the upstream connection was made
             self._end(tunnel, reason)
 
     def client_disconnected(self, client: connection.Client) -> None:
         self._open.pop(client.id, None)
 
     def review(self, snap: Snapshot) -> None:
+        reasons: dict[tuple[str, int, str, int], str | None] = {}  # tunnels share destinations
         for tunnel in list(self._open.values()):
-            reason = revocation(snap, tunnel.plugin_id, tunnel.gen)
+            key = (tunnel.plugin_id, tunnel.gen, tunnel.host, tunnel.port)
+            if key not in reasons:
+                reasons[key] = refusal(snap, tunnel)
+            reason = reasons[key]
             if reason is not None:
                 self._end(tunnel, reason)
 

@@ -3,12 +3,17 @@ plugin and must name its host (421); plain requests must be http and agree with 
 
 from __future__ import annotations
 
+from dataclasses import replace
+from typing import Any
+
 import pytest
 
 from vivified.egress.audit import OpenRecord
 from vivified.egress.authority import RequestAuthority
-from vivified.egress.flow_state import DENIED, TARGET, TUNNEL, outcome
+from vivified.egress.flow_state import DENIED, PLUGIN, TARGET, TUNNEL, outcome
+from vivified.egress.live_connections import OpenTunnels
 from vivified.egress.tunnels import Tunnels
+from vivified.registry.store.snapshot import Snapshot
 
 
 async def accepted_tunnel(kit, chain, authority: str = "api.example.com:443"):
@@ -103,3 +108,61 @@ async def test_plain_request_names_one_authority(
         assert flow.response is None
     else:
         assert kit.refusal(flow) == (400, reason, reason)
+
+
+def narrowed(kit, **alpha: Any) -> Snapshot:
+    """The kit's snapshot with alpha's registration changed (e.g. a smaller allowlist)."""
+    snap = kit.snapshot()
+    plugins = {**snap.plugins, "alpha": replace(snap.plugins["alpha"], **alpha)}
+    return Snapshot(plugins=plugins, egress=snap.egress)
+
+
+CHANGED_WHILE_CONNECTING = [
+    pytest.param(lambda kit: kit.snapshot(), None, id="unchanged"),
+    pytest.param(
+        lambda kit: narrowed(kit, egress_domains=("api.example.com",)), None, id="other-removed"
+    ),
+    pytest.param(
+        lambda kit: narrowed(kit, egress_domains=("*.example.org",)),
+        "host_not_allowed",
+        id="allowlist-narrowed",
+    ),
+    pytest.param(
+        lambda kit: kit.snapshot(blocked_domains=["api.example.com"]),
+        "blocked_domain",
+        id="domain-blocked",
+    ),
+    pytest.param(lambda kit: kit.snapshot(allowed_ports=[80]), "port_not_allowed", id="port"),
+    pytest.param(lambda kit: kit.snapshot(enabled=False), "egress_disabled", id="kill-switch"),
+    pytest.param(lambda kit: narrowed(kit, gen=2), "revoked", id="revoked"),
+]
+
+
+@pytest.mark.parametrize(("changed", "reason"), CHANGED_WHILE_CONNECTING)
+async def test_a_tunnel_narrowed_while_connecting_ends_once_connected(
+    kit, changed, reason: str | None
+) -> None:
+    # The policy changed between the CONNECT's admission and the upstream connection.
+    tunnels = OpenTunnels(kit.state, kit.close)
+    chain = kit.chain(OpenRecord(), tunnels)
+    connect = kit.connect_flow("api.example.com:443")
+    connect.metadata[PLUGIN] = "alpha"
+    await chain.fire("http_connect", connect)
+    kit.holder.current = changed(kit)
+    connect.metadata[TARGET] = kit.target()
+    connect.response = None
+    await chain.fire("http_connected", connect)
+    if reason is None:
+        assert (len(tunnels), kit.close.closed, kit.audit.events) == (1, [], [])
+        return
+    assert len(tunnels) == 0
+    assert kit.close.closed == [(connect.client_conn.id, False)]
+    [event] = kit.audit.events
+    assert (event.actor, event.action, event.decision, event.reason) == (
+        "alpha",
+        "tunnel",
+        "deny",
+        reason,
+    )
+    assert event.detail["closed"] is True
+    assert event.request_id == connect.id
