@@ -19,7 +19,8 @@
 - the audit chain: every worker's writer appends to the one chain in the registry, as
   separate replicas do;
 - revocation: each worker keeps its own `OpenTunnels` and ends its own tunnels of a revoked
-  plugin when its snapshot reloads (a NATS change notice, or the periodic reload without NATS);
+  plugin, or to a destination the policy no longer allows, when its snapshot reloads (a NATS
+  change notice, or the periodic reload without NATS);
 - metrics: see `vivified.egress.metrics` (one listener, in the supervisor, summing workers).
 """
 
@@ -139,7 +140,7 @@ def egress_addons(
         Tunnels(),  # a request inside an accepted CONNECT acts as the tunnel's plugin
         GatewayGuard(settings),  # calls to core's own gateway: 403 gateway_via_proxy, NO_PROXY
         PluginAuth(authenticator, state.audit),  # 407; waits while the audit backlog is full
-        OpenTunnels(state, live.close_client),  # a revoked plugin's tunnels end at once
+        OpenTunnels(state, live.close_client),  # revoked or narrowed tunnels end at once
         RequestAuthority(),  # Host/SNI agree with the authorised target: 400/421
         EgressPolicy(state),  # allowlist, blocklist, ports, kill switch: 403
         AddressPinning(  # resolve, check every address, connect to the checked one
