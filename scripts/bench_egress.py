@@ -85,10 +85,14 @@ TARGET = 0.9  # issue 21: the egress addons cost at most 10% against lean mitmpr
 HEADLINE = {"plain HTTP": "egress plain", "HTTPS intercepted": "egress intercepted"}
 
 
-def _emit(results: dict[str, tuple[Runs, Runs, float, float | None]]) -> None:
-    """The two headline rows for the bench table (when scripts/bench_table.py is there)."""
+def _emit(
+    results: dict[str, tuple[Runs, Runs, float, float | None]],
+    parts: dict[str, tuple[float, float | None]],
+) -> None:
+    """The two headline rows for the bench table (when scripts/bench_table.py is there), each
+    followed by the same proxy without its audit record."""
     try:
-        from bench_table import emit
+        from bench_table import NONE, emit
     except ImportError:
         return
     for label, name in HEADLINE.items():
@@ -107,6 +111,18 @@ def _emit(results: dict[str, tuple[Runs, Runs, float, float | None]]) -> None:
             target=f">= {TARGET:g}",
             met=ratio >= TARGET,
         )
+        if label in parts:
+            part_ratio, part_cpu = parts[label]
+            emit(
+                "egress",
+                f"{name} without the audit record (bench only) vs lean mitmproxy",
+                rate="same run, same flows",
+                reference="lean mitmproxy"
+                + ("" if part_cpu is None else f" (CPU ratio {part_cpu:.2f})"),
+                ratio=part_ratio,
+                target=NONE,
+                met=None,
+            )
 
 
 def free_port() -> int:
@@ -311,6 +327,48 @@ async def _setup_vivified(data: Path, ports: tuple[int, int]) -> str:
     return "Basic " + base64.b64encode(f"bench:{token.token}".encode()).decode()
 
 
+# Started with PYTHONPATH pointing here, an egress proxy records no audit record (bench only:
+# production code has no such switch), so the bench shows what the mandated record costs.
+WITHOUT_AUDIT = """
+from vivified.egress import live_state
+def record(self, o, meta=None):
+    return None
+live_state.AuditTrail.record = record
+"""
+
+
+async def _start_vivified(
+    data: Path, ports: tuple[int, int], ca_file: Path, without: str = ""
+) -> tuple[int, subprocess.Popen[bytes], str, ssl.SSLContext]:
+    """A vivified egress proxy on its own data directory: (port, process, Proxy-Authorization
+    value, a context trusting its CA for intercepted HTTPS)."""
+    from vivified.config.egress_ca import ensure_ca
+
+    data.mkdir()  # noqa: ASYNC240 -- set-up, before any load
+    auth = await _setup_vivified(data, ports)
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VIVIFIED_")}
+    env.update(
+        {
+            "VIVIFIED_DATA_DIR": str(data),
+            "VIVIFIED_EGRESS_UPSTREAM_CA": str(ca_file),
+            "VIVIFIED_LOG_LEVEL": "warning",
+        }
+    )
+    if without == "audit":
+        (data / "without").mkdir()
+        (data / "without" / "sitecustomize.py").write_text(WITHOUT_AUDIT)
+        env["PYTHONPATH"] = str(data / "without")
+    proc = subprocess.Popen(  # noqa: ASYNC220
+        [sys.executable, "-m", "vivified", "egress", "--egress-port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    _wait_port(port, proc)
+    return port, proc, auth, ssl.create_default_context(cafile=str(ensure_ca(data)))
+
+
 def _start_squid(squid: str, tmp: Path, port: int) -> subprocess.Popen[bytes]:
     """Squid with a dstdomain allowlist (no auth, no cache, no interception), names resolved
     from its own hosts file to loopback: the compiled anchor the issue asks for."""
@@ -407,31 +465,15 @@ async def main_async(args: argparse.Namespace) -> int:
         _wait_port(bare_port, procs[-1])
         bare_ctx = ssl.create_default_context(cafile=str(bare_conf / "mitmproxy-ca-cert.pem"))
 
-        data = tmp / "vivified"
-        data.mkdir()
-        auth = await _setup_vivified(data, (http_port, https_port))
-        viv_port = free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("VIVIFIED_")}
-        env.update(
-            {
-                "VIVIFIED_DATA_DIR": str(data),
-                "VIVIFIED_EGRESS_UPSTREAM_CA": str(ca_file),
-                "VIVIFIED_LOG_LEVEL": "warning",
-            }
+        viv_port, viv_proc, auth, viv_ctx = await _start_vivified(
+            tmp / "vivified", (http_port, https_port), ca_file
         )
-        procs.append(
-            subprocess.Popen(  # noqa: ASYNC220
-                [sys.executable, "-m", "vivified", "egress", "--egress-port", str(viv_port)],
-                env=env,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
+        procs.append(viv_proc)
+        # the same proxy recording nothing (bench only): what the mandated audit record costs
+        part_port, part_proc, part_auth, part_ctx = await _start_vivified(
+            tmp / "vivified-without-audit", (http_port, https_port), ca_file, without="audit"
         )
-        viv_proc = procs[-1]
-        _wait_port(viv_port, viv_proc)
-        from vivified.config.egress_ca import ensure_ca
-
-        viv_ctx = ssl.create_default_context(cafile=str(ensure_ca(data)))
+        procs.append(part_proc)
         lean_port, lean_conf = free_port(), tmp / "lean-conf"
 
         def start_lean(ignore: str) -> subprocess.Popen[bytes]:
@@ -455,6 +497,7 @@ async def main_async(args: argparse.Namespace) -> int:
             ("HTTPS passthrough", "https", https_port, "pass"),
         ]
         results: dict[str, tuple[Runs, Runs, float, float | None]] = {}
+        parts: dict[str, tuple[float, float | None]] = {}  # without the audit record vs lean
         print(
             f"lean = mitmproxy with the vivified proxy's 7 built-in addons and options, no addon"
             f" of ours; {args.rounds} alternating rounds of {s:g} s each, medians"
@@ -508,15 +551,21 @@ async def main_async(args: argparse.Namespace) -> int:
                 None,
                 lctx if kind == "https" else None,
             )
-            for load in (viv_load, lean_load):  # warm up (leaf certificates, caches)
+            viv, lean, part = Runs(), Runs(), Runs()
+            order = [(viv, viv_proc, viv_load), (lean, procs[lean_index], lean_load)]
+            if label in HEADLINE:  # the proxy without its audit record, beside them
+                pctx = part_ctx if kind == "https" else None
+                part_load: Load = (kind, part_port, (viv_host, port), part_auth, pctx)
+                order.append((part, part_proc, part_load))
+            for _, _, load in order:  # warm up (leaf certificates, caches)
                 await measure(*load, min(s, 1.0), c)
-            viv, lean = Runs(), Runs()
             for r in range(args.rounds):  # alternate, and which goes first
-                order = [(viv, viv_proc, viv_load), (lean, procs[lean_index], lean_load)]
                 for runs, proc, load in order if r % 2 == 0 else order[::-1]:
                     await measure_proc(runs, proc.pid, *load, s, c)
             ratio, cpu_ratio = paired(viv, lean)
             results[label] = (viv, lean, ratio, cpu_ratio)
+            if part.rates:
+                parts[label] = paired(part, lean)
             cpu = (
                 f";  CPU per request vivified {viv.cpu:,.0f} us, lean {lean.cpu:,.0f} us"
                 f" (ratio {cpu_ratio:.2f})"
@@ -533,7 +582,10 @@ async def main_async(args: argparse.Namespace) -> int:
             verdict = ("met" if ratio >= TARGET else "NOT met") if label in HEADLINE else "info"
             cpu = "" if cpu_ratio is None else f"   (CPU per request: {cpu_ratio:.2f})"
             print(f"  {label:20s} {ratio:.2f}x  {verdict}{cpu}")
-        _emit(results)
+        for label, (ratio, cpu_ratio) in parts.items():
+            cpu = "" if cpu_ratio is None else f"   (CPU per request: {cpu_ratio:.2f})"
+            print(f"  {label:20s} {ratio:.2f}x  without the audit record (bench only){cpu}")
+        _emit(results, parts)
         squid = shutil.which("squid", path=os.pathsep.join([os.environ["PATH"], "/usr/sbin"]))
         if squid is None:
             print("squid not installed (Debian: apt-get install squid): no compiled anchor")

@@ -32,6 +32,7 @@ import nats
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
+from bench_floors import start_events_floor
 from bench_serve import machine_speed, serve_source
 from bench_table import emit, emit_ratio
 from support.manifests import seed, simple
@@ -289,6 +290,13 @@ def run(workers: int) -> dict[str, Any]:
                 for name, pid in procs.items()
             }
             out["raw"] = asyncio.run(raw_js(nats_url, N))
+            if workers == 1:  # the floor: this stack with none of the lane's work (1 process)
+                floor, floor_url = start_events_floor(tmp / "floor", nats_url)
+                try:
+                    out["floor"], _ = publish_many(floor_url, "none")
+                finally:
+                    floor.terminate()
+                    floor.wait(10)
             with httpx.Client(base_url=gw.url, trust_env=False, timeout=30) as c:
                 out["lane"] = lane_cpu(c, hook_url, gw.proc.pid)
             # "Half the saturated rate": what the lane carries end to end is the drain rate
@@ -319,6 +327,11 @@ def report(r: dict[str, Any]) -> None:
     print(f"  POST /events accepted : {accepted:8.0f} events/s (goal >= 5000)")
     print(f"  raw JetStream publish : {raw:8.0f} events/s   ratio {accepted / raw:.3f}")
     print(f"  accepted with no subscriber (nothing delivered): {r['publish_only']:8.0f} events/s")
+    if "floor" in r:
+        print(
+            f"  floor (uvicorn + js.publish alone, nothing delivered): {r['floor']:8.0f} "
+            f"events/s, ratio to raw {r['floor'] / raw:.3f}: the most this stack can reach"
+        )
     print(
         f"  delivered from the burst within 120 s: {r['drained']} distinct events (wrk "
         f"counted {r['sent']} answered; requests in flight when it stopped were published too)"
@@ -359,6 +372,17 @@ def emit_rows(r: dict[str, Any]) -> None:
     scenario = f"POST /events accepted vs raw JetStream publish, {CONCURRENCY} publishers"
     rates = r["accepted"], r["raw"]
     emit_ratio("events", f"{scenario}, {procs}", *rates, "events/s", "raw JetStream", 0.5)
+    if "floor" in r:
+        emit_ratio(
+            "events",
+            f"floor: uvicorn + js.publish alone (no JWT, schema, audit; nothing delivered) vs raw "
+            f"JetStream publish, {CONCURRENCY} publishers: the most the row above can reach",
+            r["floor"],
+            r["raw"],
+            "events/s",
+            "raw JetStream",
+            None,
+        )
     per_event, per_call = r["cpu"]["gateway"], r["lane"]["us"]
     emit(
         "events",

@@ -5,7 +5,8 @@ streams, one buffers: which of the two the issue measured is not known, see READ
 same endpoint through the gateway (JWT verification, policy, assertion, audit all on), in
 interleaved rounds. Three more gateways run beside it, each without a part the issue mandates
 on every call (the signed `X-Vivified-Assertion`, the audit record, or both), so the bench
-shows what each part costs. Proxies and gateways (every thread) are pinned to CPU 0; the
+shows what each part costs, and the floor (scripts/bench_floors.py: the lane's own pool relaying
+with none of that work). Proxies and gateways (every thread) are pinned to CPU 0; the
 upstream and wrk share CPU 1. Then the added latency at 32 connections paced to the reference
 proxy's rate (below saturation), and at one connection. Prints req/s (median and range), the
 ratios, the CPU per call, p50/p99 and whether the audit trail holds one record per request."""
@@ -26,6 +27,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
+from bench_floors import start_lane_floor
 from bench_serve import machine_speed, pin, serve_source, wait_http
 from bench_table import emit_latency, emit_ratio
 from support.manifests import simple
@@ -283,6 +285,8 @@ def main() -> None:
             gw, token = gateways["via"]
             for name, source in (("stream", NAIVE_STREAMING), ("buffer", NAIVE_BUFFERING)):
                 naives[name] = start_naive(tmp / name, url, source)
+            # the floor: this stack (uvicorn, the lane's pool) relaying with none of the work
+            naives["floor"] = start_lane_floor(tmp / "floor", url)
             targets = {name: (f"{naive_url}/x", {}) for name, (_, naive_url) in naives.items()}
             targets |= {
                 name: (f"{other.url}/target/items/42", {"Authorization": f"Bearer {other_token}"})
@@ -300,6 +304,7 @@ def main() -> None:
                     runs[name].append(wrk(target_url, headers, seconds=ROUND_SECONDS))
             best = {k: median_run(v) for k, v in runs.items()}
             naive, buffered, via = best["stream"], best["buffer"], best["via"]
+            floor = best["floor"]
             # Below saturation, at the reference proxy's full rate: what the lane adds to a
             # request when it is not queueing behind 31 others.
             (tmp / "paced.lua").write_text(PACED)
@@ -331,6 +336,7 @@ def main() -> None:
         ("direct upstream      ", direct),
         ("naive proxy, stream  ", naive),
         ("naive proxy, buffered", buffered),
+        ("floor (pool relay)   ", floor),
         ("via gateway          ", via),
     ):
         spread = f" [{r['low']:.0f}-{r['high']:.0f}]" if "low" in r else ""
@@ -356,6 +362,7 @@ def main() -> None:
         print(f"    gateway, {label:21s}: {cost:6.1f} us ({cost - full:+.1f})")
     print(f"    naive proxy, buffered         : {1e6 / buffered['rps']:6.1f} us")
     print(f"    naive proxy, streaming        : {1e6 / naive['rps']:6.1f} us")
+    print(f"    floor, the lane's pool alone  : {1e6 / floor['rps']:6.1f} us")
     added50, added99 = via["p50"] - direct["p50"], via["p99"] - direct["p99"]
     print(
         f"  added latency at {CONNECTIONS} connections, saturated (Little's law: queueing "
@@ -387,6 +394,11 @@ def main() -> None:
     ):
         scenario = f"lane throughput vs {label}, {CONNECTIONS} connections"
         emit_ratio("operator", scenario, via["rps"], ref["rps"], "req/s", label, minimum)
+    scenario = (
+        "floor: uvicorn + the lane's pool alone (no JWT, policy, assertion, audit) vs direct "
+        f"upstream, {CONNECTIONS} connections: the most the first row can reach"
+    )
+    emit_ratio("operator", scenario, floor["rps"], direct["rps"], "req/s", "direct upstream", None)
     paced = f"lane added latency, {CONNECTIONS} connections paced to the streaming proxy's rate"
     emit_latency("operator", paced, paced99, reference="direct upstream paced alike", limit_ms=5)
 
