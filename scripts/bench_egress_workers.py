@@ -48,12 +48,9 @@ from bench_egress import (  # the scripts directory (also first when run as a sc
     NAMES,
     _read_response,
     _serve,
-    _setup_vivified,
-    _stop,
-    _wait_port,
     _worker,
-    free_port,
 )
+from bench_egress_procs import free_port, setup_vivified, stop, wait_port
 from support.procfs import children, established, held
 
 try:
@@ -265,7 +262,7 @@ def start_mitmdump(tmp: Path) -> tuple[subprocess.Popen[bytes], int]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    _wait_port(port, proc)
+    wait_port(port, proc)
     return proc, port
 
 
@@ -314,7 +311,7 @@ async def main_async(args: argparse.Namespace) -> int:
         for label, count in (("1 worker", 1), (f"{n} workers", n)):
             data = tmp / label.replace(" ", "-")
             data.mkdir()
-            auth = await _setup_vivified(data, (http_port, https_port))
+            auth = await setup_vivified(data, (http_port, https_port))
             proc = start_egress(data, count, ca_file, args.metrics, label)
             procs.append(proc)
             port = int((data / "egress.port").read_text())
@@ -417,7 +414,7 @@ async def main_async(args: argparse.Namespace) -> int:
             )
     finally:
         for p in procs:
-            _stop(p)
+            stop(p)
         plain.close()
         secure.close()
         shutil.rmtree(tmp, ignore_errors=True)

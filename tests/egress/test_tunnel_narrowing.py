@@ -13,7 +13,6 @@ tunnels are reviewed at the swap itself, before any flow sees the new snapshot.
 from __future__ import annotations
 
 import json
-import socket
 import ssl
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -101,13 +100,7 @@ def _restore(eg: Egress) -> Iterator[None]:
 
 def open_tunnel(eg: Egress, plugin: str, host: str) -> ssl.SSLSocket:
     """A CONNECT tunnel to `host` (TLS inside: core's CA, or the upstream's for passthrough)."""
-    target = f"{host}:{eg.up.https_port}"
-    sock = socket.create_connection(("127.0.0.1", eg.port), timeout=10)
-    sock.sendall(
-        f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n"
-        f"Proxy-Authorization: {eg.auth_header(plugin)}\r\n\r\n".encode()
-    )
-    status, headers, body = read_response(sock)
+    status, headers, body, sock = connect(eg, f"{host}:{eg.up.https_port}", plugin=plugin)
     assert status == 200, (status, headers, body)
     passthrough = host in baseline_doc(eg)["passthrough_domains"]
     ctx = ssl.create_default_context(cafile=str(eg.up.ca_file)) if passthrough else None

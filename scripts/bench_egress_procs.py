@@ -1,0 +1,186 @@
+"""Bench helper: the processes `bench egress` and `bench egress_workers` measure — lean
+mitmproxy's source, a vivified egress proxy on a registry of its own (optionally without its
+audit record, bench only), squid — and starting, waiting for and stopping them."""
+
+from __future__ import annotations
+
+import base64
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+# mitmproxy with the same built-in addons as the vivified egress proxy, without ours: how
+# much the vivified addon itself costs (bare mitmdump also carries 27 more built-ins).
+LEAN = """
+import asyncio, sys
+from mitmproxy.master import Master
+from mitmproxy.options import Options
+from vivified.egress.launcher import mitmproxy_addons
+async def main(port, conf, ca, ignore):
+    m = Master(Options(), event_loop=asyncio.get_running_loop())
+    m.addons.add(*mitmproxy_addons())
+    m.options.update(mode=[f"regular@{port}"], listen_host="127.0.0.1", confdir=conf,
+                     connection_strategy="eager", http2=False, ssl_verify_upstream_trusted_ca=ca,
+                     ignore_hosts=[ignore] if ignore else [])
+    await m.run()
+try:
+    asyncio.run(main(int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]))
+except KeyboardInterrupt:
+    pass
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError("proxy exited early")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+async def setup_vivified(data: Path, ports: tuple[int, int]) -> str:
+    from vivified.registry.identity.keys import KeyStore
+    from vivified.registry.identity.tokens import TokenService
+    from vivified.registry.store.engine import create_engine, migrate, session_factory
+    from vivified.registry.store.tables import ConfigDocument, Plugin
+
+    engine = create_engine(f"sqlite+aiosqlite:///{data / 'registry.db'}")
+    await migrate(engine)
+    sessions = session_factory(engine)
+    keys = KeyStore(sessions)
+    await keys.load(create=True)
+    token = TokenService(keys, issuer="vivified-core", ttl=3600).issue_plugin_token("bench", 1)
+    now = time.time()
+    async with sessions() as s:
+        s.add(
+            Plugin(
+                id="bench",
+                name="bench",
+                version="1.0.0",
+                manifest={"id": "bench"},
+                status="active",
+                gen=1,
+                egress_domains=["api.example.com", "pass.example.org"],
+                egress_mode="enforce",
+                created_at=now,
+                updated_at=now,
+            )
+        )
+        s.add(
+            ConfigDocument(
+                name="egress",
+                version=1,
+                updated_at=now,
+                document={
+                    "allowed_networks": ["127.0.0.1/32"],
+                    "host_overrides": {
+                        "api.example.com": "127.0.0.1",
+                        "pass.example.org": "127.0.0.1",
+                    },
+                    "allowed_ports": [80, 443, *ports],
+                    "passthrough_domains": ["pass.example.org"],
+                },
+            )
+        )
+        await s.commit()
+    await engine.dispose()
+    return "Basic " + base64.b64encode(f"bench:{token.token}".encode()).decode()
+
+
+# Started with PYTHONPATH pointing here, an egress proxy records no audit record (bench only:
+# production code has no such switch), so the bench shows what the mandated record costs.
+WITHOUT_AUDIT = """
+from vivified.egress import live_state
+def record(self, o, meta=None):
+    return None
+live_state.AuditTrail.record = record
+"""
+
+
+async def start_vivified(
+    data: Path, ports: tuple[int, int], ca_file: Path, without: str = ""
+) -> tuple[int, subprocess.Popen[bytes], str, ssl.SSLContext]:
+    """A vivified egress proxy on its own data directory: (port, process, Proxy-Authorization
+    value, a context trusting its CA for intercepted HTTPS)."""
+    from vivified.config.egress_ca import ensure_ca
+
+    data.mkdir()  # noqa: ASYNC240 -- set-up, before any load
+    auth = await setup_vivified(data, ports)
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VIVIFIED_")}
+    env.update(
+        {
+            "VIVIFIED_DATA_DIR": str(data),
+            "VIVIFIED_EGRESS_UPSTREAM_CA": str(ca_file),
+            "VIVIFIED_LOG_LEVEL": "warning",
+        }
+    )
+    if without == "audit":
+        (data / "without").mkdir()
+        (data / "without" / "sitecustomize.py").write_text(WITHOUT_AUDIT)
+        env["PYTHONPATH"] = str(data / "without")
+    proc = subprocess.Popen(  # noqa: ASYNC220
+        [sys.executable, "-m", "vivified", "egress", "--egress-port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_port(port, proc)
+    return port, proc, auth, ssl.create_default_context(cafile=str(ensure_ca(data)))
+
+
+def start_squid(squid: str, tmp: Path, port: int) -> subprocess.Popen[bytes]:
+    """Squid with a dstdomain allowlist (no auth, no cache, no interception), names resolved
+    from its own hosts file to loopback: the compiled anchor the issue asks for."""
+    d = tmp / "squid"
+    d.mkdir()
+    # squid drops root for its effective user, which must reach and write this directory
+    tmp.chmod(0o711)
+    d.chmod(0o777)
+    (d / "hosts").write_text("127.0.0.1 api.example.com pass.example.org\n")
+    conf = d / "squid.conf"
+    conf.write_text(
+        f"""http_port 127.0.0.1:{port}
+acl allowed dstdomain api.example.com pass.example.org
+http_access allow allowed
+http_access deny all
+cache deny all
+cache_mem 8 MB
+access_log none
+cache_log {d}/cache.log
+pid_filename {d}/squid.pid
+coredump_dir {d}
+hosts_file {d}/hosts
+pinger_enable off
+shutdown_lifetime 0 seconds
+"""
+    )
+    return subprocess.Popen(
+        [squid, "-N", "-f", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
