@@ -11,7 +11,6 @@ A lone proxy keeps its port to itself.
 from __future__ import annotations
 
 import asyncio
-import base64
 import os
 import signal
 import socket
@@ -28,6 +27,7 @@ from support.egress import (
     Egress,
     Upstreams,
     closed_by_peer,
+    connect,
     free_port,
     get_inside,
     read_response,
@@ -94,17 +94,12 @@ def fleet(tmp_path_factory: pytest.TempPathFactory, upstreams: Upstreams) -> Ite
         nats.stop()
 
 
-def basic(plugin: str, token: str) -> str:
-    return "Basic " + base64.b64encode(f"{plugin}:{token}".encode()).decode()
-
-
 def plain_request(conn: socket.socket, eg: Egress, plugin: str = "alpha") -> int:
     """One absolute-form request through the proxy on a kept connection; its status."""
     target = f"api.example.com:{eg.up.http_port}"
-    auth = basic(plugin, eg.tokens[plugin])
     conn.sendall(
         f"GET http://{target}/ HTTP/1.1\r\nHost: {target}\r\n"
-        f"Proxy-Authorization: {auth}\r\n\r\n".encode()
+        f"Proxy-Authorization: {eg.auth_header(plugin)}\r\n\r\n".encode()
     )
     status, _headers, _body = read_response(conn)
     return status
@@ -112,13 +107,7 @@ def plain_request(conn: socket.socket, eg: Egress, plugin: str = "alpha") -> int
 
 def tunnel(eg: Egress, plugin: str) -> ssl.SSLSocket:
     """An intercepted CONNECT tunnel to api.example.com, TLS inside trusting core's CA."""
-    target = f"api.example.com:{eg.up.https_port}"
-    sock = socket.create_connection(("127.0.0.1", eg.port), timeout=10)
-    sock.sendall(
-        f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n"
-        f"Proxy-Authorization: {basic(plugin, eg.tokens[plugin])}\r\n\r\n".encode()
-    )
-    status, headers, body = read_response(sock)
+    status, headers, body, sock = connect(eg, f"api.example.com:{eg.up.https_port}", plugin=plugin)
     assert status == 200, (status, headers, body)
     return eg.ssl_context().wrap_socket(sock, server_hostname="api.example.com")
 
