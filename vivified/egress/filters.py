@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 from mitmproxy import http
 
-from vivified.egress.headers import native
+from vivified.egress.headers import folded, native
 from vivified.policy.egress_settings import FilterRule
 
 SMALL_BODY = 256 * 1024  # declared bodies up to this size are buffered, larger ones streamed
@@ -15,17 +15,15 @@ SMALL_BODY = 256 * 1024  # declared bodies up to this size are buffered, larger 
 def needs_streaming(headers: http.Headers) -> bool:
     """Stream (count without buffering) bodies that are chunked or declared large; small
     declared bodies go through mitmproxy's buffered path, which is cheaper per request."""
-    lengths = []
+    lengths: list[bytes] = []
     for key, value in headers.fields:  # one walk (see `headers`)
         low = key.lower()
         if low == b"transfer-encoding":
             return True
         if low == b"content-length":
-            lengths.append(native(value))
-    if not lengths:
-        return False
-    length = ", ".join(lengths)  # as `headers.get` folds them
-    return not length.isdigit() or int(length) > SMALL_BODY
+            lengths.append(value)
+    length = folded(lengths)  # as `headers.get` answers
+    return length is not None and (not length.isdigit() or int(length) > SMALL_BODY)
 
 
 def strip_headers(headers: http.Headers, rule: FilterRule) -> list[str]:

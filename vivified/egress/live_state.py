@@ -75,7 +75,7 @@ class AuditTrail:
 
     async def room(self) -> None:
         """Wait while the backlog is at its limit (back-pressure on new flows)."""
-        while len(self._backlog) >= self.limit:
+        while self.saturated:
             self._room.clear()
             await self._room.wait()
 
