@@ -104,12 +104,15 @@ async def setup_vivified(data: Path, ports: tuple[int, int]) -> str:
 
 
 # Started with PYTHONPATH pointing here, an egress proxy records no audit record (bench only:
-# production code has no such switch), so the bench shows what the mandated record costs.
+# production code has no such switch), so the bench shows what the mandated record costs. It
+# writes BENCH_PATCHED last: without that file the patch failed and the proxy records as usual.
 WITHOUT_AUDIT = """
+import os
 from vivified.egress import live_state
 def record(self, o, meta=None):
     return None
 live_state.AuditTrail.record = record
+open(os.environ["BENCH_PATCHED"], "w").close()
 """
 
 
@@ -135,6 +138,7 @@ async def start_vivified(
         (data / "without").mkdir()
         (data / "without" / "sitecustomize.py").write_text(WITHOUT_AUDIT)
         env["PYTHONPATH"] = str(data / "without")
+        env["BENCH_PATCHED"] = str(data / "without" / "patched")
     proc = subprocess.Popen(  # noqa: ASYNC220
         [sys.executable, "-m", "vivified", "egress", "--egress-port", str(port)],
         env=env,
@@ -142,6 +146,9 @@ async def start_vivified(
         stderr=subprocess.DEVNULL,
     )
     wait_port(port, proc)
+    if without and not (data / "without" / "patched").exists():
+        stop(proc)
+        raise SystemExit(f"the egress proxy without {without} did not take its patch")
     return port, proc, auth, ssl.create_default_context(cafile=str(ensure_ca(data)))
 
 

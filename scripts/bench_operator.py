@@ -162,7 +162,8 @@ def start_naive(tmp: Path, upstream_url: str, source: str) -> tuple[subprocess.P
 # Started with PYTHONPATH pointing here, a gateway drops parts of a lane call, so the bench can
 # show what each mandated part costs: BENCH_LANE_WITHOUT=assertion reuses the first signed
 # assertion instead of signing one per call; =audit records nothing. Bench only: production
-# code has no such switch.
+# code has no such switch. It writes BENCH_PATCHED last: a gateway without that file did not
+# take the patch (Python only prints a sitecustomize error) and would be measured whole.
 WITHOUT = """
 import os
 _without = set(filter(None, os.environ.get("BENCH_LANE_WITHOUT", "").split(",")))
@@ -176,10 +177,11 @@ if "assertion" in _without:
         return _first[0]
     tokens.TokenService.issue_assertion = issue_assertion
 if "audit" in _without:
-    from vivified.registry.audit.writer import writer as audit
+    from vivified.registry.audit import writer as audit
     async def record(self, event):
         return None
     audit.AuditWriter.record = record
+open(os.environ["BENCH_PATCHED"], "w").close()
 """
 # (label, BENCH_LANE_WITHOUT) of the gateways beside the full one
 PARTS = (
@@ -199,11 +201,19 @@ def start_gateway(
     if without:
         (tmp / "without").mkdir(exist_ok=True)
         (tmp / "without" / "sitecustomize.py").write_text(WITHOUT)
-        env |= {"PYTHONPATH": str(tmp / "without"), "BENCH_LANE_WITHOUT": without}
+        marker = tmp / f"{name}.patched"
+        env |= {
+            "PYTHONPATH": str(tmp / "without"),
+            "BENCH_LANE_WITHOUT": without,
+            "BENCH_PATCHED": str(marker),
+        }
         if "metrics" in without.split(","):
             env["VIVIFIED_METRICS"] = "false"
     gw = CoreProcess("gateway", tmp / name, env)
     gw.start()
+    if without and not marker.exists():
+        gw.stop()
+        sys.exit(f"the gateway without {without} did not take its patch:\n{gw.log()}")
     # -a: the threads it has already started (the SQLite writer's) too, not only the main one
     subprocess.run(["taskset", "-apc", "0", str(gw.proc.pid)], capture_output=True)  # type: ignore[union-attr]
     with httpx.Client(base_url=gw.url, trust_env=False, timeout=30) as c:
