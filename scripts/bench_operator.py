@@ -3,8 +3,8 @@
 wrk drives all: the upstream plugin app directly, two naive Starlette + aiohttp proxies (one
 streams, one buffers: which of the two the issue measured is not known, see README) and the
 same endpoint through the gateway (JWT verification, policy, assertion, audit all on), in
-interleaved rounds. Three more gateways run beside it, each without a part the issue mandates
-on every call (the signed `X-Vivified-Assertion`, the audit record, or both), so the bench
+interleaved rounds. Four more gateways run beside it, each without a part of every call's
+work (the signed `X-Vivified-Assertion`, the audit record, both, or the metrics), so the bench
 shows what each part costs, and the floor (scripts/bench_floors.py: the lane's own pool relaying
 with none of that work). Proxies and gateways (every thread) are pinned to CPU 0; the
 upstream and wrk share CPU 1. Then the added latency at 32 connections paced to the reference
@@ -302,7 +302,8 @@ def main() -> None:
                 name: (f"{other.url}/target/items/42", {"Authorization": f"Bearer {other_token}"})
                 for name, (other, other_token) in gateways.items()
             }
-            direct = wrk(f"{url}/api/items/42", {})
+            # the direct upstream takes part in the rounds too: its ratios are same-round ones
+            targets["direct"] = (f"{url}/api/items/42", {})
             auth = {"Authorization": f"Bearer {token}"}
             runs: dict[str, list[dict[str, float]]] = {name: [] for name in targets}
             # Interleaved rounds, the order reversed every other round: a slow spell of the
@@ -314,6 +315,7 @@ def main() -> None:
                     runs[name].append(wrk(target_url, headers, seconds=ROUND_SECONDS))
             best = {k: median_run(v) for k, v in runs.items()}
             naive, buffered, via = best["stream"], best["buffer"], best["via"]
+            direct = best["direct"]
             floor = best["floor"]
             # Below saturation, at the reference proxy's full rate: what the lane adds to a
             # request when it is not queueing behind 31 others.
