@@ -26,70 +26,32 @@ import contextlib
 import functools
 import json
 import logging
-import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from vivified.registry.audit.bounds import bound_event, error_code, is_data_error, stand_in
-from vivified.registry.audit.chain import HASHED_COLUMNS, body_hash, canonical_detail
 from vivified.registry.audit.quarantine import Quarantined, payload
 from vivified.registry.audit.quarantine import insert as quarantine_insert
+from vivified.registry.audit.rows import (
+    COLUMNS,
+    LOCK_HEAD,
+    MOVE_HEAD,
+    NO_HEAD,
+    READ_HEAD,
+    chain_rows,
+    insert_rows,
+    lock_head,
+    sqlite_thread,
+    store_rows,
+)
 
 log = logging.getLogger("vivified.audit")
 
 OnCommit = Callable[[Sequence[dict[str, Any]]], Awaitable[None]]
-_COLUMNS = (*HASHED_COLUMNS, "hash")
-_DETAIL = _COLUMNS.index("detail")
-_json = json.JSONEncoder(separators=(",", ":")).encode
-
-
-# SQLite takes a batch as multi-row INSERTs of up to this many rows. Its `executemany` steps
-# one row at a time and hands the GIL back and forth with the event loop at every row
-# (measured with the gateway on one core: about one thread switch per operator-lane call, and
-# twice the writer thread's CPU). 16 columns x 256 rows stays under SQLite's limit of 32,766
-# parameters per statement (999 before 3.32).
-ROWS_PER_INSERT = 256 if sqlite3.sqlite_version_info >= (3, 32, 0) else 999 // len(_COLUMNS)
-
-
-@functools.cache
-def _insert_sql(paramstyle: str, rows: int = 1) -> str:
-    """The INSERT for `rows` rows (more than one only for SQLite's qmark style)."""
-    if paramstyle == "qmark":
-        marks = ", ".join("?" for _ in _COLUMNS)
-    elif paramstyle == "numeric_dollar":
-        marks = ", ".join(f"${i}" for i in range(1, len(_COLUMNS) + 1))
-    elif paramstyle == "format":
-        marks = ", ".join("%s" for _ in _COLUMNS)
-    else:
-        raise RuntimeError(f"unsupported DB-API paramstyle {paramstyle!r}")
-    values = ", ".join(f"({marks})" for _ in range(rows))
-    # Fixed identifiers and placeholders only: no value is interpolated.
-    return f"INSERT INTO audit_records ({', '.join(_COLUMNS)}) VALUES {values}"  # noqa: S608
-
-
-async def _insert(conn: AsyncConnection, params: list[tuple[Any, ...]]) -> None:
-    """Insert the rows: multi-row statements on SQLite, `executemany` elsewhere (asyncpg
-    pipelines it; the others have no per-row thread hand-off)."""
-    style = conn.dialect.paramstyle
-    if style != "qmark":
-        await conn.exec_driver_sql(_insert_sql(style), params)
-        return
-    for start in range(0, len(params), ROWS_PER_INSERT):
-        chunk = params[start : start + ROWS_PER_INSERT]
-        flat = tuple(value for row in chunk for value in row)
-        await conn.exec_driver_sql(_insert_sql(style, len(chunk)), flat)
-
-
-_LOCK_HEAD = text("UPDATE audit_chain_head SET last_id = last_id WHERE id = 1")
-_READ_HEAD = text("SELECT last_id, last_hash FROM audit_chain_head WHERE id = 1")
-_MOVE_HEAD = text(
-    "UPDATE audit_chain_head SET last_id = :last_id, last_hash = :last_hash WHERE id = 1"
-)
 _MAX_BACKOFF = 5.0
 # Building a batch yields to the event loop every YIELD_EVERY rows: often enough that no
 # request waits long behind it, rarely enough that a busy loop (every yield waits for a
@@ -100,7 +62,7 @@ YIELD_EVERY = 128
 
 def _as_row(params: Sequence[Any]) -> dict[str, Any]:
     """A stored row as the mirror publishes it (`detail` decoded again)."""
-    row = dict(zip(_COLUMNS, params, strict=True))
+    row = dict(zip(COLUMNS, params, strict=True))
     row["detail"] = json.loads(row["detail"])
     return row
 
@@ -341,12 +303,17 @@ class AuditWriter:
         # the head row cost ~1 ms per batch, as much as a hundred records.
         async with self._sessions() as s, s.begin():
             conn = await s.connection()
+            # SQLite: the head and then the rows in one hand-off each (see rows.sqlite_thread)
+            in_thread = None if quarantine is not None else await sqlite_thread(conn)
             # The UPDATE takes the write lock first (SQLite) / the row lock (PostgreSQL), so
             # concurrent writers queue here instead of forking the chain.
-            await conn.execute(_LOCK_HEAD)
-            head = (await conn.execute(_READ_HEAD)).first()
+            if in_thread is not None:
+                head = await in_thread(lock_head)
+            else:
+                await conn.execute(LOCK_HEAD)
+                head = (await conn.execute(READ_HEAD)).first()
             if head is None:
-                raise RuntimeError("the audit chain head row is missing (run migrations)")
+                raise RuntimeError(NO_HEAD)
             last_id, last_hash = head
             qid = 0
             if quarantine is not None:  # the stand-in names the row its record went to
@@ -354,38 +321,18 @@ class AuditWriter:
                 for event in batch:
                     event.detail = {**event.detail, "quarantine_id": qid}
             params: list[tuple[Any, ...]] = []
-            for n, event in enumerate(batch, 1):
-                if n % YIELD_EVERY == 0:
+            for start in range(0, len(batch), YIELD_EVERY):
+                if start:
                     await asyncio.sleep(0)  # let requests run: no long stall on big batches
-                last_id += 1
-                detail = canonical_detail(event.detail)
-                # The hashed columns in HASHED_COLUMNS order: hashed as they are, stored with
-                # `detail` as JSON text and the hash after them (one tuple per row, no dict).
-                body = [
-                    last_id,
-                    round(float(event.time or time.time()), 6),
-                    event.actor,
-                    event.lane,
-                    event.action,
-                    event.target,
-                    event.decision,
-                    event.reason,
-                    event.request_id,
-                    int(event.status),
-                    round(float(event.latency_ms), 3),
-                    int(event.bytes_in),
-                    int(event.bytes_out),
-                    detail,
-                    last_hash,
-                ]
-                last_hash = body_hash(body)
-                body[_DETAIL] = _json(detail)
-                body.append(last_hash)
-                params.append(tuple(body))
-            # Straight to the driver: SQLAlchemy's per-row parameter handling cost more than
-            # everything else in a batch. Values are plain, detail is JSON text.
-            await _insert(conn, params)
-            await conn.execute(_MOVE_HEAD, {"last_id": last_id, "last_hash": last_hash})
+                chunk = batch[start : start + YIELD_EVERY]
+                last_id, last_hash = chain_rows(chunk, last_id, last_hash, params)
+            if in_thread is not None:
+                await in_thread(functools.partial(store_rows, params, last_id, last_hash))
+            else:
+                # Straight to the driver: SQLAlchemy's per-row parameter handling cost more
+                # than everything else in a batch. Values are plain, detail is JSON text.
+                await insert_rows(conn, params)
+                await conn.execute(MOVE_HEAD, {"last_id": last_id, "last_hash": last_hash})
         return params, qid
 
 
