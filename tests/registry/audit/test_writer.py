@@ -282,7 +282,7 @@ async def test_a_sqlite_batch_is_one_hand_off(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # aiosqlite runs each call in its connection's thread: statement by statement, a batch
-    # took 15 hand-offs (~2.4 ms of CPU whatever its size). Locking and reading the head is
+    # took 15 hand-offs (2.4-3.1 ms of CPU whatever its size). Locking and reading the head is
     # one call, storing the rows and moving the head another; the session's commit and the
     # pool's reset add the rest.
     if engine.dialect.paramstyle != "qmark":

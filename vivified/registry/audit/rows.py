@@ -111,7 +111,7 @@ def chain_rows(
 
 # aiosqlite runs every call of a connection in that connection's own thread, one hand-off
 # (a queue put, a thread wake-up, a loop wake-up) per call; statement by statement through
-# SQLAlchemy a batch took 15 of them, ~2.4 ms of CPU whatever its size (~45 us per record in
+# SQLAlchemy a batch took 15 of them, 2.4-3.1 ms of CPU whatever its size (~45 us per record in
 # batches of 50, what a proxy at ~1,000 req/s writes every 50 ms). On SQLite the writer
 # instead locks and reads the head in one call in that thread (`lock_head`), numbers and hashes
 # the rows on the event loop as before (yielding to requests), and stores them and moves the
