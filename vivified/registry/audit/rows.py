@@ -11,7 +11,7 @@ import functools
 import json
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import text
@@ -51,6 +51,14 @@ def insert_sql(paramstyle: str, rows: int = 1) -> str:
     return f"INSERT INTO audit_records ({', '.join(COLUMNS)}) VALUES {values}"  # noqa: S608
 
 
+def multi_row_inserts(params: list[tuple[Any, ...]]) -> Iterator[tuple[str, tuple[Any, ...]]]:
+    """SQLite's INSERTs for `params`: (statement, flattened values) of up to ROWS_PER_INSERT
+    rows each."""
+    for start in range(0, len(params), ROWS_PER_INSERT):
+        chunk = params[start : start + ROWS_PER_INSERT]
+        yield insert_sql("qmark", len(chunk)), tuple(value for row in chunk for value in row)
+
+
 async def insert_rows(conn: AsyncConnection, params: list[tuple[Any, ...]]) -> None:
     """Insert the rows: multi-row statements on SQLite, `executemany` elsewhere (asyncpg
     pipelines it; the others have no per-row thread hand-off)."""
@@ -58,10 +66,8 @@ async def insert_rows(conn: AsyncConnection, params: list[tuple[Any, ...]]) -> N
     if style != "qmark":
         await conn.exec_driver_sql(insert_sql(style), params)
         return
-    for start in range(0, len(params), ROWS_PER_INSERT):
-        chunk = params[start : start + ROWS_PER_INSERT]
-        flat = tuple(value for row in chunk for value in row)
-        await conn.exec_driver_sql(insert_sql(style, len(chunk)), flat)
+    for statement, values in multi_row_inserts(params):
+        await conn.exec_driver_sql(statement, values)
 
 
 LOCK_HEAD_SQL = "UPDATE audit_chain_head SET last_id = last_id WHERE id = 1"
@@ -154,10 +160,8 @@ def store_rows(
     """Insert the rows in multi-row statements and move the head, in SQLite's thread."""
     cur = db.cursor()
     try:
-        for start in range(0, len(params), ROWS_PER_INSERT):
-            chunk = params[start : start + ROWS_PER_INSERT]
-            flat = tuple(value for row in chunk for value in row)
-            cur.execute(insert_sql("qmark", len(chunk)), flat)
+        for statement, values in multi_row_inserts(params):
+            cur.execute(statement, values)
         cur.execute(MOVE_HEAD_QMARK, (last_id, last_hash))
     finally:
         cur.close()
