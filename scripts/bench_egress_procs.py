@@ -14,6 +14,9 @@ import sys
 import time
 from pathlib import Path
 
+# support.registry_seed: the registry the egress tests seed, seeded the same way here
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
 # mitmproxy with the same built-in addons as the vivified egress proxy, without ours: how
 # much the vivified addon itself costs (bare mitmdump also carries 27 more built-ins).
 LEAN = """
@@ -55,52 +58,19 @@ def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 30) -> 
 
 
 async def setup_vivified(data: Path, ports: tuple[int, int]) -> str:
-    from vivified.registry.identity.keys import KeyStore
-    from vivified.registry.identity.tokens import TokenService
-    from vivified.registry.store.engine import create_engine, migrate, session_factory
-    from vivified.registry.store.tables import ConfigDocument, Plugin
+    """The registry of a bench egress proxy: plugin `bench` allowed to both bench names,
+    which resolve to loopback, `pass.example.org` passed through; its Proxy-Authorization."""
+    from support.registry_seed import SeedPlugin, seed_registry
 
-    engine = create_engine(f"sqlite+aiosqlite:///{data / 'registry.db'}")
-    await migrate(engine)
-    sessions = session_factory(engine)
-    keys = KeyStore(sessions)
-    await keys.load(create=True)
-    token = TokenService(keys, issuer="vivified-core", ttl=3600).issue_plugin_token("bench", 1)
-    now = time.time()
-    async with sessions() as s:
-        s.add(
-            Plugin(
-                id="bench",
-                name="bench",
-                version="1.0.0",
-                manifest={"id": "bench"},
-                status="active",
-                gen=1,
-                egress_domains=["api.example.com", "pass.example.org"],
-                egress_mode="enforce",
-                created_at=now,
-                updated_at=now,
-            )
-        )
-        s.add(
-            ConfigDocument(
-                name="egress",
-                version=1,
-                updated_at=now,
-                document={
-                    "allowed_networks": ["127.0.0.1/32"],
-                    "host_overrides": {
-                        "api.example.com": "127.0.0.1",
-                        "pass.example.org": "127.0.0.1",
-                    },
-                    "allowed_ports": [80, 443, *ports],
-                    "passthrough_domains": ["pass.example.org"],
-                },
-            )
-        )
-        await s.commit()
-    await engine.dispose()
-    return "Basic " + base64.b64encode(f"bench:{token.token}".encode()).decode()
+    document = {
+        "allowed_networks": ["127.0.0.1/32"],
+        "host_overrides": {"api.example.com": "127.0.0.1", "pass.example.org": "127.0.0.1"},
+        "allowed_ports": [80, 443, *ports],
+        "passthrough_domains": ["pass.example.org"],
+    }
+    bench = SeedPlugin("bench", ["api.example.com", "pass.example.org"])
+    tokens = await seed_registry(f"sqlite+aiosqlite:///{data / 'registry.db'}", document, [bench])
+    return "Basic " + base64.b64encode(f"bench:{tokens['bench']}".encode()).decode()
 
 
 # Started with PYTHONPATH pointing here, an egress proxy records no audit record (bench only:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from support.egress import Upstreams, egress_document, free_port, raw_exchange
 from support.procs import CoreProcess
+from support.registry_seed import SeedPlugin, seed_registry
 from support.waiting import eventually, eventually_async
 
 from vivified.egress.live_state import AuditTrail
@@ -36,36 +36,12 @@ def _async_url(url: str) -> str:
 
 async def _seed(url: str, doc: dict[str, Any]) -> str:
     """Schema, signing keys, one active plugin `alpha` and the egress document; its token."""
-    from vivified.registry.identity.keys import KeyStore
-    from vivified.registry.identity.tokens import TokenService
-    from vivified.registry.store.engine import create_engine, migrate, session_factory
-    from vivified.registry.store.tables import ConfigDocument, Plugin
+    from vivified.registry.store.engine import create_engine
 
+    alpha = SeedPlugin("alpha", ["api.example.com"], manifest={"traits": ["external_service"]})
+    tokens = await seed_registry(_async_url(url), doc, [alpha])
     engine = create_engine(_async_url(url))
     try:
-        await migrate(engine)
-        sessions = session_factory(engine)
-        keys = KeyStore(sessions)
-        await keys.load(create=True)
-        token = TokenService(keys, issuer="vivified-core", ttl=3600).issue_plugin_token("alpha", 1)
-        now = time.time()
-        async with sessions() as s:
-            s.add(
-                Plugin(
-                    id="alpha",
-                    name="alpha",
-                    version="1.0.0",
-                    manifest={"id": "alpha", "traits": ["external_service"]},
-                    status="active",
-                    gen=1,
-                    egress_domains=["api.example.com"],
-                    egress_mode="enforce",
-                    created_at=now,
-                    updated_at=now,
-                )
-            )
-            s.add(ConfigDocument(name="egress", document=doc, version=1, updated_at=now))
-            await s.commit()
         # The store itself refuses an audit row naming this claim (a genuine data error),
         # unless it is the writer's stand-in for it.
         async with engine.begin() as conn:
@@ -73,7 +49,7 @@ async def _seed(url: str, doc: dict[str, Any]) -> str:
                 "ALTER TABLE audit_records ADD CONSTRAINT refuse_poison"
                 " CHECK (strpos(actor, 'poison') = 0 OR reason = 'unstorable_record')"
             )
-        return token.token
+        return tokens["alpha"]
     finally:
         await engine.dispose()
 

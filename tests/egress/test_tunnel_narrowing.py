@@ -92,7 +92,7 @@ def _restore(eg: Egress) -> Iterator[None]:
     yield
     for pid in ("alpha", "beta"):
         spec = PLUGINS[pid]
-        fields = {"egress_domains": spec["domains"], "egress_mode": spec["mode"]}
+        fields = {"egress_domains": spec.domains, "egress_mode": spec.mode}
         eg.update(plugin=(pid, fields))
     eg.update(doc=baseline_doc(eg))
     eventually(lambda: marker_state(eg) is None, 5, "the baseline restored")
@@ -194,9 +194,7 @@ def test_narrowing_closes_the_open_tunnel(
 UNRELATED = [
     pytest.param(
         "alpha",
-        Change(
-            plugin=("alpha", {"egress_domains": [*PLUGINS["alpha"]["domains"], "x.example.net"]})
-        ),
+        Change(plugin=("alpha", {"egress_domains": [*PLUGINS["alpha"].domains, "x.example.net"]})),
         id="another-domain-added",
     ),
     pytest.param(

@@ -20,6 +20,7 @@ import pytest
 import trustme
 
 from support.procs import CoreProcess
+from support.registry_seed import SeedPlugin, seed_registry
 
 UPSTREAM_NAMES = [
     "api.example.com",
@@ -169,20 +170,24 @@ def egress_document(up: Upstreams, gateway_port: int, **changes: Any) -> dict[st
     return doc
 
 
-PLUGINS: dict[str, dict[str, Any]] = {
-    "alpha": {
-        "status": "active",
-        "domains": ["api.example.com", "*.example.com", "*.example.org"],
-        "mode": "enforce",
-    },
-    "beta": {"status": "active", "domains": ["api.example.com"], "mode": "report"},
-    "gamma": {"status": "disabled", "domains": ["api.example.com"], "mode": "enforce"},
-    "phi-plug": {
-        "status": "active",
-        "domains": ["api.example.com"],
-        "mode": "enforce",
-        "phi": True,
-    },
+def _plugin(pid: str, domains: list[str], mode: str = "enforce", **kw: Any) -> SeedPlugin:
+    """A plugin of the rig: `phi=True` makes it a PHI handler, else an external service."""
+    phi = kw.pop("phi", False)
+    manifest = {
+        "traits": ["handles_phi"] if phi else ["external_service"],
+        "security": {"data_classification": ["phi"] if phi else ["internal"]},
+    }
+    return SeedPlugin(pid, domains, mode, manifest=manifest, **kw)
+
+
+PLUGINS: dict[str, SeedPlugin] = {
+    p.id: p
+    for p in (
+        _plugin("alpha", ["api.example.com", "*.example.com", "*.example.org"]),
+        _plugin("beta", ["api.example.com"], "report"),
+        _plugin("gamma", ["api.example.com"], status="disabled"),
+        _plugin("phi-plug", ["api.example.com"], phi=True),
+    )
 }
 
 
@@ -198,49 +203,7 @@ def _registry(data_dir: Path, database_url: str | None) -> str:
 async def _setup_db(
     data_dir: Path, doc: dict[str, Any], database_url: str | None = None
 ) -> dict[str, str]:
-    from vivified.registry.identity.keys import KeyStore
-    from vivified.registry.identity.tokens import TokenService
-    from vivified.registry.store.engine import create_engine, migrate, session_factory
-    from vivified.registry.store.tables import ConfigDocument, Plugin
-
-    engine = create_engine(_registry(data_dir, database_url))
-    try:
-        await migrate(engine)
-        sessions = session_factory(engine)
-        keys = KeyStore(sessions)
-        await keys.load(create=True)
-        svc = TokenService(keys, issuer="vivified-core", ttl=3600)
-        now = time.time()
-        tokens = {}
-        async with sessions() as s:
-            for pid, spec in PLUGINS.items():
-                classification = ["phi"] if spec.get("phi") else ["internal"]
-                traits = ["handles_phi"] if spec.get("phi") else ["external_service"]
-                manifest = {
-                    "id": pid,
-                    "traits": traits,
-                    "security": {"data_classification": classification},
-                }
-                s.add(
-                    Plugin(
-                        id=pid,
-                        name=pid,
-                        version="1.0.0",
-                        manifest=manifest,
-                        status=spec["status"],
-                        gen=1,
-                        egress_domains=spec["domains"],
-                        egress_mode=spec["mode"],
-                        created_at=now,
-                        updated_at=now,
-                    )
-                )
-                tokens[pid] = svc.issue_plugin_token(pid, 1).token
-            s.add(ConfigDocument(name="egress", document=doc, version=1, updated_at=now))
-            await s.commit()
-        return tokens
-    finally:
-        await engine.dispose()
+    return await seed_registry(_registry(data_dir, database_url), doc, list(PLUGINS.values()))
 
 
 async def _update(
