@@ -257,3 +257,27 @@ def test_a_name_is_recorded_as_claimed_until_a_credential_vouches_for_it(
     assert refused.status_code == 401
     (refresh,) = wait_for_audit(client, action="token_refresh", target=f"claimed:{pid}")
     assert (refresh["actor"], refresh["reason"]) == ("anonymous", refused.json()["reason"])
+
+
+def test_a_token_refresh_records_who_asked_for_which_plugin(client: httpx.Client) -> None:
+    pid, other = fresh_id("own"), fresh_id("other")
+    token, other_token = _register_active(client, pid), _register_active(client, other)
+    # Another plugin's (valid) token: refused, recorded as that plugin asking for this one.
+    refused = client.post(f"/plugins/{pid}/token", headers=bearer(other_token))
+    assert (refused.status_code, refused.json()["reason"]) == (403, "token_for_other_plugin")
+    (denied,) = wait_for_audit(client, action="token_refresh", actor=other)
+    assert (denied["target"], denied["decision"], denied["reason"], denied["status"]) == (
+        pid,
+        "deny",
+        "token_for_other_plugin",
+        403,
+    )
+    # Its own token: a fresh one, recorded as the plugin refreshing its own.
+    assert client.post(f"/plugins/{pid}/token", headers=bearer(token)).status_code == 200
+    (allowed,) = wait_for_audit(client, action="token_refresh", actor=pid)
+    assert (allowed["target"], allowed["decision"], allowed["reason"], allowed["status"]) == (
+        pid,
+        "allow",
+        "token_refreshed",
+        200,
+    )

@@ -38,6 +38,17 @@ from vivified.registry.store.tables import ContractChoice, Grant, Plugin
 LifecycleHook = Callable[[str, dict[str, Any]], Awaitable[None]]
 
 
+@dataclass
+class _Step:
+    """One audited registry step: who did what to which plugin, and since when."""
+
+    action: str
+    actor: str
+    target: str
+    request_id: str
+    started: float = field(default_factory=time.perf_counter)
+
+
 @dataclass(frozen=True)
 class Outcome:
     """A successful registration: what the route answers."""
@@ -80,6 +91,40 @@ class Registrar:
     async def _announce(self, kind: str, data: dict[str, Any]) -> None:
         if self._lifecycle is not None:
             await self._lifecycle(kind, data)
+
+    async def _allowed(
+        self, step: _Step, reason: str, status: int, detail: Mapping[str, Any] | None = None
+    ) -> None:
+        """The audit record of a step done."""
+        await self._record(step, "allow", reason, status, detail)
+
+    async def _refused(
+        self, step: _Step, exc: DomainError, detail: Mapping[str, Any] | None = None
+    ) -> None:
+        """The audit record of a step refused, numbered as the gateway will answer it."""
+        await self._record(step, "deny", exc.code, self._refusal_status(exc), detail)
+
+    async def _record(
+        self,
+        step: _Step,
+        decision: str,
+        reason: str,
+        status: int,
+        detail: Mapping[str, Any] | None,
+    ) -> None:
+        await record_action(
+            self._audit,
+            lane="registry",
+            action=step.action,
+            actor=step.actor,
+            target=step.target,
+            decision=decision,
+            reason=reason,
+            request_id=step.request_id,
+            status=status,
+            started=step.started,
+            detail=detail,
+        )
 
     # -- credentials -----------------------------------------------------------------------
 
@@ -127,48 +172,30 @@ class Registrar:
 
     async def register(self, body: object, bearer: str | None, request_id: str) -> Outcome:
         """Register or re-register; audits the attempt whatever its outcome."""
-        started = time.perf_counter()
-        actor = "anonymous"
         pid = body.get("id") if isinstance(body, Mapping) else None
         # Until a credential vouches for the caller, the id is only a claim: `claimed:` and
         # its first 64 characters (audit_bounds.claimed), never a plugin's name in the trail.
-        target = claimed(pid) if isinstance(pid, str) and pid else ""
+        step = _Step(
+            "register",
+            "anonymous",
+            claimed(pid) if isinstance(pid, str) and pid else "",
+            request_id,
+        )
         try:
             cred = await self.credential(bearer)
-            actor = cred.subject
+            step.actor = cred.subject
             if cred.kind != "open" and isinstance(pid, str):
-                target = pid  # a checked caller's id (the writer still bounds it)
+                step.target = pid  # a checked caller's id (the writer still bounds it)
             manifest, warnings = self.validate(body)
             outcome = await self._store(manifest, warnings, cred)
         except DomainError as exc:  # a RegistryError, or the TokenError of a plugin token
-            await record_action(
-                self._audit,
-                lane="registry",
-                action="register",
-                actor=actor,
-                target=target,
-                decision="deny",
-                reason=exc.code,
-                request_id=request_id,
-                status=self._refusal_status(exc),
-                started=started,
-                detail={"errors": [e.get("code") for e in exc.errors or ()]},
-            )
+            await self._refused(step, exc, {"errors": [e.get("code") for e in exc.errors or ()]})
             raise
         await self._snapshot.changed("plugins")
-        await record_action(
-            self._audit,
-            lane="registry",
-            action="register",
-            actor=actor,
-            target=manifest["id"],
-            decision="allow",
-            reason="registered" if outcome.created else "reregistered",
-            request_id=request_id,
-            status=201 if outcome.created else 200,
-            started=started,
-            detail={"status": outcome.body["status"]},
-        )
+        step.target = manifest["id"]
+        reason = "registered" if outcome.created else "reregistered"
+        status = 201 if outcome.created else 200
+        await self._allowed(step, reason, status, {"status": outcome.body["status"]})
         await self._announce(
             "PluginRegistered",
             {
@@ -242,7 +269,7 @@ class Registrar:
 
     async def enable(self, pid: str, actor: str, request_id: str) -> dict[str, Any]:
         """Approve or re-enable; the stored manifest is validated again first."""
-        started = time.perf_counter()
+        step = _Step("enable", actor, pid, request_id)
         async with self._writes, self._sessions() as s, s.begin():
             row = await s.get(Plugin, pid, with_for_update=True)
             if row is None:
@@ -250,18 +277,7 @@ class Registrar:
             try:
                 self.validate(row.manifest)
             except RegistryError as exc:
-                await record_action(
-                    self._audit,
-                    lane="registry",
-                    action="enable",
-                    actor=actor,
-                    target=pid,
-                    decision="deny",
-                    reason=exc.code,
-                    request_id=request_id,
-                    status=self._refusal_status(exc),
-                    started=started,
-                )
+                await self._refused(step, exc)
                 raise
             approved = approved_manifest(row)
             requested = list(row.manifest.get("allowed_domains", []))
@@ -276,18 +292,7 @@ class Registrar:
             row.updated_at = time.time()
             record = plugin_record(row)
         await self._snapshot.changed("plugins")
-        await record_action(
-            self._audit,
-            lane="registry",
-            action="enable",
-            actor=actor,
-            target=pid,
-            decision="allow",
-            reason="enabled",
-            request_id=request_id,
-            status=200,
-            started=started,
-        )
+        await self._allowed(step, "enabled", 200)
         await self._announce(
             "PluginStatusChanged",
             {"plugin_id": pid, "from": before, "to": "active", "reason": "enabled", "actor": actor},
@@ -298,7 +303,7 @@ class Registrar:
         self, pid: str, actor: str, request_id: str, *, reason: str = "disabled"
     ) -> dict[str, Any]:
         """Quarantine: stop routing and revoke every token of the plugin at once."""
-        started = time.perf_counter()
+        step = _Step("disable", actor, pid, request_id)
         async with self._writes, self._sessions() as s, s.begin():
             row = await s.get(Plugin, pid, with_for_update=True)
             if row is None:
@@ -309,18 +314,7 @@ class Registrar:
             row.updated_at = time.time()
             record = plugin_record(row)
         await self._snapshot.changed("plugins")
-        await record_action(
-            self._audit,
-            lane="registry",
-            action="disable",
-            actor=actor,
-            target=pid,
-            decision="allow",
-            reason=reason,
-            request_id=request_id,
-            status=200,
-            started=started,
-        )
+        await self._allowed(step, reason, 200)
         await self._announce(
             "PluginStatusChanged",
             {"plugin_id": pid, "from": before, "to": "disabled", "reason": reason, "actor": actor},
@@ -329,7 +323,7 @@ class Registrar:
 
     async def unregister(self, pid: str, actor: str, request_id: str) -> None:
         """Remove the plugin, its grants and contract choices; its tokens die with it."""
-        started = time.perf_counter()
+        step = _Step("unregister", actor, pid, request_id)
         async with self._writes, self._sessions() as s, s.begin():
             row = await s.get(Plugin, pid, with_for_update=True)
             if row is None:
@@ -340,69 +334,27 @@ class Registrar:
             )
             await s.execute(delete(ContractChoice).where(col(ContractChoice.plugin_id) == pid))
         await self._snapshot.changed("plugins")
-        await record_action(
-            self._audit,
-            lane="registry",
-            action="unregister",
-            actor=actor,
-            target=pid,
-            decision="allow",
-            reason="unregistered",
-            request_id=request_id,
-            status=204,
-            started=started,
-        )
+        await self._allowed(step, "unregistered", 204)
         await self._announce("PluginUnregistered", {"plugin_id": pid, "actor": actor})
 
     async def refresh_token(self, pid: str, bearer: str, request_id: str) -> dict[str, Any]:
         """Swap a valid token of `pid` for a fresh one of the same generation."""
-        started = time.perf_counter()
+        # from the path of an unauthenticated call: a claim until the token vouches for it
+        step = _Step("token_refresh", "anonymous", claimed(pid), request_id)
         try:
             claims = await self._tokens.verify_plugin_token(
                 bearer, self._snapshot.current.plugin_gen
             )
         except TokenError as exc:
-            await record_action(
-                self._audit,
-                lane="registry",
-                action="token_refresh",
-                actor="anonymous",
-                target=claimed(pid),  # from the path of an unauthenticated call
-                decision="deny",
-                reason=exc.code,
-                request_id=request_id,
-                status=self._refusal_status(exc),
-                started=started,
-            )
+            await self._refused(step, exc)
             raise
+        step.actor, step.target = claims.plugin_id, pid
         if claims.plugin_id != pid:
             other = RegistryError(
                 "token_for_other_plugin", "a plugin may refresh only its own token"
             )
-            await record_action(
-                self._audit,
-                lane="registry",
-                action="token_refresh",
-                actor=claims.plugin_id,
-                target=pid,
-                decision="deny",
-                reason=other.code,
-                request_id=request_id,
-                status=self._refusal_status(other),
-                started=started,
-            )
+            await self._refused(step, other)
             raise other
         issued = self._tokens.issue_plugin_token(pid, claims.gen)
-        await record_action(
-            self._audit,
-            lane="registry",
-            action="token_refresh",
-            actor=pid,
-            target=pid,
-            decision="allow",
-            reason="token_refreshed",
-            request_id=request_id,
-            status=200,
-            started=started,
-        )
+        await self._allowed(step, "token_refreshed", 200)
         return {"token": issued.token, "expires_at": issued.expires_at}
