@@ -22,7 +22,8 @@ from support.egress import (
     start_egress,
 )
 
-from vivified.config.config_service import ConfigError, ConfigService
+from vivified.config.config_service import ConfigService
+from vivified.config.documents import ConfigError
 from vivified.registry.audit.writer import AuditWriter
 from vivified.registry.store.engine import create_engine, session_factory
 from vivified.registry.store.snapshot import SnapshotHolder

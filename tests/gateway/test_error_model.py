@@ -20,7 +20,7 @@ from starlette.types import Receive, Scope, Send
 from support.upstream import serve_in_thread
 
 import vivified
-from vivified.config.config_service import ConfigError
+from vivified.config.documents import ConfigError
 from vivified.gateway import problems
 from vivified.gateway.operator.errors import LaneError
 from vivified.gateway.problems import (

@@ -16,159 +16,29 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from vivified.policy.domains import INTERNAL_NAME_EXCEPTION, check_domain_entry, is_internal_name
+from vivified.config.documents import (
+    ALLOWLIST_DEFAULTS,
+    ConfigError,
+    merge_patch,
+    missing_members,
+    patch_object,
+    problem,
+    retry_patch,
+    validate_allowlist,
+    version_member,
+)
+from vivified.policy.domains import INTERNAL_NAME_EXCEPTION, is_internal_name
 from vivified.policy.egress_settings import DEFAULT_EGRESS_DOCUMENT, validate_egress_document
 from vivified.policy.rate_limits import limits_problems
 from vivified.registry.audit.records import record_action
 from vivified.registry.audit.writer import AuditWriter
-from vivified.registry.errors import DomainError, RefusalStatus
+from vivified.registry.errors import RefusalStatus
 from vivified.registry.store import config_store as store
 from vivified.registry.store.snapshot import SnapshotHolder
-
-MODES = ("enforce", "report")
-MAX_DOMAINS = 1000
-ALLOWLIST_DEFAULTS: dict[str, Any] = {"domains": [], "mode": "enforce"}
-MAX_PATCH_DEPTH = 32
-PATCH_ATTEMPTS = 3  # a PATCH without a version re-reads and retries a concurrent write
-
-
-class ConfigError(DomainError):
-    """A config write or read was refused; the gateway maps its code to problem+json."""
-
-
-def _problem(path: str, code: str, message: str) -> dict[str, str]:
-    return {"path": path, "code": code, "message": message}
-
-
-def merge_patch(target: Any, patch: Any, depth: int = 0) -> Any:
-    """RFC 7396 JSON Merge Patch: `patch` applied to `target` (neither is modified)."""
-    if depth > MAX_PATCH_DEPTH:
-        raise ConfigError(
-            "invalid_body",
-            "the merge patch nests too deep",
-            [_problem("", "too_deep", f"at most {MAX_PATCH_DEPTH} levels")],
-        )
-    if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    result = dict(target) if isinstance(target, dict) else {}
-    for key, value in patch.items():
-        if value is None:
-            result.pop(key, None)
-        else:
-            result[key] = merge_patch(result.get(key), value, depth + 1)
-    return result
-
-
-def _version_member(body: Any, expected: int | None) -> tuple[Any, int | None]:
-    """`body` without its read-only `version`, and the version the write expects: If-Match,
-    else the member; both given and different is a stale write (412)."""
-    if not isinstance(body, dict) or "version" not in body:
-        return body, expected
-    body = dict(body)
-    version = body.pop("version")
-    if isinstance(version, bool) or not isinstance(version, int) or version < 0:
-        raise ConfigError(
-            "invalid_body",
-            "version is read-only: send the one GET answered, or leave it out",
-            [_problem("/version", "type", "a non-negative integer")],
-        )
-    if expected is not None and expected != version:
-        raise ConfigError("stale_version", f"If-Match names version {expected}, the body {version}")
-    return body, version
-
-
-def _missing(body: Any, members: dict[str, Any]) -> list[dict[str, str]]:
-    """A problem per member a full write leaves out (PUT replaces the whole document)."""
-    if not isinstance(body, dict):
-        return []
-    return [
-        _problem(
-            f"/{name}",
-            "missing_member",
-            "PUT replaces the whole document: send every member (as GET answers it), or "
-            "PATCH with application/merge-patch+json to change some",
-        )
-        for name in members
-        if name not in body
-    ]
-
-
-def validate_allowlist(
-    body: Any, blocklist: tuple[str, ...], mapped_names: tuple[str, ...] = ()
-) -> tuple[list[str], str]:
-    """`{"domains": [...], "mode": "enforce"|"report"}` → normalised domains and mode.
-
-    `mapped_names`: the names `host_overrides` maps; an admin may allowlist an internal name
-    among them (an audited exception, see `check_domain_entry`)."""
-    if not isinstance(body, dict):
-        raise ConfigError(
-            "invalid_body",
-            "send {domains, mode}",
-            [_problem("", "invalid_type", "expected a JSON object")],
-        )
-    errors = [
-        _problem(f"/{k}", "unknown_field", "known fields: domains, mode, comment")
-        for k in body
-        if k not in {"domains", "mode", "comment"}
-    ]
-    domains_raw = body.get("domains")
-    mode = body.get("mode", "enforce")
-    if mode not in MODES:
-        errors.append(_problem("/mode", "invalid_mode", "mode is enforce or report"))
-    domains: list[str] = []
-    if not isinstance(domains_raw, list) or len(domains_raw) > MAX_DOMAINS:
-        errors.append(_problem("/domains", "invalid_type", "domains is a list of names"))
-    else:
-        for i, raw in enumerate(domains_raw):
-            entry = check_domain_entry(raw, blocklist, mapped_names)
-            for p in entry.problems:
-                errors.append(_problem(f"/domains/{i}", p.code, p.message))
-            if entry.ok and entry.normalized is not None:
-                if entry.normalized in domains:
-                    errors.append(_problem(f"/domains/{i}", "duplicate_domain", "listed twice"))
-                else:
-                    domains.append(entry.normalized)
-    if errors:
-        raise ConfigError("invalid_allowlist", "the allowlist is invalid", errors)
-    return domains, str(mode)
-
-
-Document = dict[str, Any]
-
-
-def _patch_object(patch: Any, what: str) -> Document:
-    """A merge patch must be a JSON object; `comment` travels beside it, not in it."""
-    if not isinstance(patch, dict):
-        raise ConfigError(
-            "invalid_body",
-            f"a merge patch of {what} is a JSON object",
-            [_problem("", "invalid_type", "expected a JSON object")],
-        )
-    return {k: v for k, v in patch.items() if k != "comment"}
-
-
-async def _retry_patch(
-    patch: Document,
-    expected: int | None,
-    load: Callable[[], Awaitable[store.Versioned]],
-    write: Callable[[Document, Document, int], Awaitable[store.Versioned]],
-) -> store.Versioned:
-    """Merge onto the current version and write it; without a caller's version, a write that
-    lost a race (`stale_version`) is tried again on the new current, PATCH_ATTEMPTS times."""
-    for attempt in range(1, PATCH_ATTEMPTS + 1):
-        current = await load()
-        body, wanted = _version_member(patch, expected)
-        try:
-            return await write(current.value, body, current.version if wanted is None else wanted)
-        except ConfigError as exc:
-            if exc.code != "stale_version" or wanted is not None or attempt == PATCH_ATTEMPTS:
-                raise
-    raise AssertionError("unreachable")
 
 
 class ConfigService:
@@ -205,7 +75,7 @@ class ConfigService:
         if isinstance(body, dict):
             body = {k: v for k, v in body.items() if k != "comment"}
         try:
-            body, expected = _version_member(body, expected)
+            body, expected = version_member(body, expected)
         except ConfigError as exc:
             await self._refused(
                 exc,
@@ -217,7 +87,7 @@ class ConfigService:
                 reason=exc.code,
             )
             raise
-        errors = (_missing(body, DEFAULT_EGRESS_DOCUMENT) if full else []) + (
+        errors = (missing_members(body, DEFAULT_EGRESS_DOCUMENT) if full else []) + (
             validate_egress_document(body)
         )
         if errors:
@@ -247,7 +117,7 @@ class ConfigService:
     ) -> store.Versioned:
         """Apply a JSON Merge Patch to the stored egress document; a null top-level member
         goes back to its default. Written like a full PUT (validated whole, versioned)."""
-        patch = _patch_object(patch, "the egress document")
+        patch = patch_object(patch, "the egress document")
 
         async def write(
             value: dict[str, Any], body: dict[str, Any], version: int
@@ -262,7 +132,7 @@ class ConfigService:
                 full=True,
             )
 
-        return await _retry_patch(patch, expected, self.get_egress, write)
+        return await retry_patch(patch, expected, self.get_egress, write)
 
     async def get_allowlist(self, plugin_id: str) -> store.Versioned:
         try:
@@ -281,7 +151,7 @@ class ConfigService:
         request_id: str,
     ) -> store.Versioned:
         """Apply a JSON Merge Patch to a plugin's `{domains, mode}` (null: the default)."""
-        patch = _patch_object(patch, "an allowlist")
+        patch = patch_object(patch, "an allowlist")
 
         async def write(
             value: dict[str, Any], body: dict[str, Any], version: int
@@ -299,7 +169,7 @@ class ConfigService:
                 full=True,
             )
 
-        return await _retry_patch(patch, expected, lambda: self.get_allowlist(plugin_id), write)
+        return await retry_patch(patch, expected, lambda: self.get_allowlist(plugin_id), write)
 
     async def put_allowlist(
         self,
@@ -317,7 +187,7 @@ class ConfigService:
             raise ConfigError("not_found", f"no plugin {plugin_id!r}")
         egress = self._snapshot.current.egress
         try:
-            body, expected = _version_member(body, expected)
+            body, expected = version_member(body, expected)
             if isinstance(body, dict) and "requested" in body:  # read-only: the manifest's
                 body = dict(body)
                 requested = body.pop("requested")
@@ -327,9 +197,9 @@ class ConfigService:
                         "read_only_member",
                         "requested is the manifest's list and read-only: send it as GET "
                         "answered it, or leave it out",
-                        [_problem("/requested", "read_only", "differs from the stored value")],
+                        [problem("/requested", "read_only", "differs from the stored value")],
                     )
-            missing = _missing(body, ALLOWLIST_DEFAULTS) if full else []
+            missing = missing_members(body, ALLOWLIST_DEFAULTS) if full else []
             try:
                 domains, mode = validate_allowlist(
                     body, egress.blocked_domains, tuple(egress.host_overrides)
@@ -397,7 +267,7 @@ class ConfigService:
         if plugin_id not in self._snapshot.current.plugins:
             raise ConfigError("not_found", f"no plugin {plugin_id!r}")
         try:
-            body, expected = _version_member(body, expected)
+            body, expected = version_member(body, expected)
             if isinstance(body, dict):
                 body = {k: v for k, v in body.items() if k != "comment"}
             problems = limits_problems(body)

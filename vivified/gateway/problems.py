@@ -25,7 +25,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from vivified.config.config_service import ConfigError
+from vivified.config.documents import ConfigError
 from vivified.config.problem_types import MEDIA_TYPE as MEDIA_TYPE
 from vivified.config.problem_types import PROBLEM_TYPE_BASE as PROBLEM_TYPE_BASE
 from vivified.gateway.operator.errors import LaneError

@@ -9,7 +9,7 @@ from typing import Any
 
 from starlette.responses import RedirectResponse, Response
 
-from vivified.config.config_service import ConfigError
+from vivified.config.documents import ConfigError
 from vivified.gateway.console.context import Ctx, page
 from vivified.gateway.middleware import request_id
 from vivified.gateway.problems import Problem, status_of

@@ -8,7 +8,7 @@ from typing import Any
 
 from starlette.responses import RedirectResponse, Response
 
-from vivified.config.config_service import ConfigError
+from vivified.config.documents import ConfigError
 from vivified.gateway.console.audit import redact
 from vivified.gateway.console.context import ConsoleError, Ctx, page
 from vivified.gateway.console.egress import expected_version, lines, stale_message

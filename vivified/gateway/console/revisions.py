@@ -8,7 +8,7 @@ from urllib.parse import urlencode
 
 from starlette.responses import RedirectResponse, Response
 
-from vivified.config.config_service import ConfigError
+from vivified.config.documents import ConfigError
 from vivified.gateway.console.context import Ctx, page
 from vivified.gateway.middleware import request_id
 from vivified.gateway.params import path_int, query_int, query_text
