@@ -16,7 +16,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from vivified.config.settings import Settings
 from vivified.gateway import auth
-from vivified.gateway.console.security import SCOPE_KEY, LoginLimiter, csrf_ok, same_origin
+from vivified.gateway.console.security import SCOPE_KEY, csrf_ok, same_origin
 from vivified.gateway.console.sessions import COOKIE, Lifetimes, close_session, find_session
 from vivified.gateway.core import Core
 from vivified.gateway.problems import Problem
@@ -59,7 +59,7 @@ class ConsoleError(Exception):
 
 
 class Console:
-    """The console's own state, one per app: templates, settings and the sign-in limiter."""
+    """The console's own state, one per app: templates, settings and session lifetimes."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -70,7 +70,6 @@ class Console:
             lstrip_blocks=True,
         )
         self.limits = Lifetimes(settings.console_idle_timeout, settings.console_session_lifetime)
-        self.logins = LoginLimiter()
 
     def render(
         self,

@@ -22,6 +22,7 @@ from vivified.gateway.console.sessions import COOKIE, close_session, open_sessio
 from vivified.gateway.middleware import request_id
 from vivified.gateway.oidc.flow import LEAVING, provider_logout_url, sign_in_name
 from vivified.registry.audit.writer import AuditEvent
+from vivified.registry.identity import sign_in_failures
 from vivified.registry.identity.admins import authenticate_admin
 from vivified.registry.plugins.record import looks_like_jwt
 
@@ -65,8 +66,7 @@ async def login_form(request: Request) -> Response:
 
 
 async def _refuse(request: Request, status: int, reason: str, message: str) -> Response:
-    console = console_of(request)
-    console.logins.failed(client_address(request))
+    await sign_in_failures.failed(auth.core_of(request).sessions, client_address(request))
     await _audit(request, "anonymous", "deny", reason, status, "console.login")
     return _login_page(request, status, message)
 
@@ -76,7 +76,7 @@ async def login(request: Request) -> Response:
     console = console_of(request)
     core = auth.core_of(request)
     client = client_address(request)
-    wait = console.logins.retry_after(client)
+    wait = await sign_in_failures.retry_after(core.sessions, client)
     if wait:
         await _audit(request, "anonymous", "deny", "rate_limited", 429, "console.login")
         return error_page(

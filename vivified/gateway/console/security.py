@@ -1,10 +1,9 @@
-"""Console response headers, same-origin checks, the CSRF comparison and the sign-in limiter."""
+"""Console response headers, same-origin checks and the CSRF comparison (the sign-in limit is
+the registry's: `registry.identity.sign_in_failures`)."""
 
 from __future__ import annotations
 
 import hmac
-import time
-from collections import OrderedDict, deque
 
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -64,41 +63,3 @@ def csrf_ok(expected: str, given: str | None) -> bool:
     if not given:
         return False
     return hmac.compare_digest(expected.encode(), given.encode())
-
-
-class LoginLimiter:
-    """Failed sign-ins per client address within a sliding window (in this process)."""
-
-    def __init__(self, limit: int = 5, window: float = 60.0, max_clients: int = 10_000) -> None:
-        self.limit = limit
-        self.window = window
-        self.max_clients = max_clients
-        self._failures: OrderedDict[str, deque[float]] = OrderedDict()
-
-    def _recent(self, client: str, now: float) -> deque[float]:
-        times = self._failures.get(client)
-        if times is None:
-            return deque()
-        while times and times[0] <= now - self.window:
-            times.popleft()
-        if not times:
-            del self._failures[client]
-        return times
-
-    def retry_after(self, client: str, now: float | None = None) -> int:
-        """Seconds until `client` may try again (0: now)."""
-        now = time.monotonic() if now is None else now
-        times = self._recent(client, now)
-        if len(times) < self.limit:
-            return 0
-        return max(1, int(times[0] + self.window - now) + 1)
-
-    def failed(self, client: str, now: float | None = None) -> None:
-        now = time.monotonic() if now is None else now
-        times = self._failures.setdefault(client, deque())
-        self._failures.move_to_end(client)
-        times.append(now)
-        while len(times) > self.limit:
-            times.popleft()
-        while len(self._failures) > self.max_clients:
-            self._failures.popitem(last=False)

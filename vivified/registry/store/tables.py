@@ -237,6 +237,18 @@ class ConsoleSession(SQLModel, table=True):
     last_seen: float
 
 
+class SignInFailure(SQLModel, table=True):
+    """A failed Admin Console sign-in from a client address: in the registry, so that every
+    gateway process and replica counts the same failures (`registry.identity.sign_in_failures`)."""
+
+    __tablename__ = "sign_in_failures"
+    __table_args__ = (Index("ix_sign_in_failures_client_at", "client", "at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    client: str = Field(max_length=64)
+    at: float = Field(index=True)
+
+
 class OidcPendingLogin(SQLModel, table=True):
     """An OpenID Connect sign-in between the redirect to the provider and its callback; `id`
     is the SHA-256 of the random value in the short-lived `vivified_oidc` cookie. Single use."""
