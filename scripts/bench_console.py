@@ -41,6 +41,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 sys.path.insert(0, str(ROOT))
 
 from seed_console import seed  # noqa: E402
+from support.procfs import cpu_seconds  # noqa: E402
 from support.procs import ADMIN_TOKEN, CoreProcess  # noqa: E402
 
 from vivified.registry.audit.query import encode_cursor  # noqa: E402
@@ -94,14 +95,12 @@ def percentile(values: list[float], q: float) -> float:
 
 # path, status, client p50/p95, server p50/p95, gateway CPU per request
 Row = tuple[str, int, float, float, float, float, float]
-TICK_MS = 1000 / os.sysconf("SC_CLK_TCK")
 
 
 def cpu_ms(pid: int) -> float:
     """The process's user + system CPU time so far (ms): what a page costs on a quiet machine,
     which a loaded, shared one does not show in wall times."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) * TICK_MS
+    return cpu_seconds(pid) * 1000
 
 
 def server_times(log_path: Path) -> dict[str, float]:

@@ -42,6 +42,9 @@ from bench_egress_procs import (
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))  # support.procfs
+from support.procfs import cpu_seconds  # noqa: E402
+
 NAMES = ["api.example.com", "pass.example.org", "localhost"]
 BODY = b'{"ok":true}'
 RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (
@@ -196,16 +199,6 @@ async def measure(
     return rate
 
 
-def cpu_seconds(pid: int) -> float | None:
-    """User + system CPU time of process `pid` so far (None where /proc is not there)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = stat.rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 Load = tuple[str, int | None, tuple[str, int], str | None, ssl.SSLContext | None]
 """`measure`'s first arguments: kind, proxy port, target, credentials, TLS context."""
 
@@ -232,7 +225,7 @@ async def measure_proc(runs: Runs, pid: int, *args: Any) -> None:
     rate, count = await measure_counted(*args)
     after = cpu_seconds(pid)
     runs.rates.append(rate)
-    if before is not None and after is not None and count:
+    if count:
         runs.cpu_us.append((after - before) / count * 1e6)
 
 

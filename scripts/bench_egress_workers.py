@@ -51,7 +51,7 @@ from bench_egress import (  # the scripts directory (also first when run as a sc
     _worker,
 )
 from bench_egress_procs import free_port, setup_vivified, stop, wait_port
-from support.procfs import children, established, held
+from support.procfs import children, cpu_seconds, established, held, involuntary_switches
 
 try:
     from bench_table import emit
@@ -59,29 +59,7 @@ except ImportError:  # the shared results table is not there: print only
     emit = None  # type: ignore[assignment]
 
 SUITE = "egress_workers"
-TICK = os.sysconf("SC_CLK_TCK")
 BURST = 64  # fresh connections of the spread check
-
-
-def cpu_seconds(pid: int) -> float:
-    """user + sys of `pid` (0 once it is gone)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / TICK  # utime, stime (fields 14, 15)
-
-
-def switches(pid: int) -> int:
-    """Involuntary context switches of `pid` (0 once it is gone)."""
-    try:
-        status = Path(f"/proc/{pid}/status").read_text()
-    except OSError:
-        return 0
-    for line in status.splitlines():
-        if line.startswith("nonvoluntary_ctxt_switches:"):
-            return int(line.split()[1])
-    return 0
 
 
 @dataclass
@@ -161,7 +139,7 @@ async def window(
 ) -> Window:
     """One load window through `proxy`: as fast as it answers, or `pace` req/s in all."""
     pids = proxy.pids()
-    before = {pid: (cpu_seconds(pid), switches(pid)) for pid in pids}
+    before = {pid: (cpu_seconds(pid), involuntary_switches(pid)) for pid in pids}
     counts = [0]
     start = time.monotonic()
     deadline = start + args.seconds
@@ -185,7 +163,7 @@ async def window(
     await asyncio.gather(sample(), *load)
     elapsed = time.monotonic() - start
     used = {pid: cpu_seconds(pid) - before[pid][0] for pid in pids}
-    switched = sum(switches(pid) - before[pid][1] for pid in pids)
+    switched = sum(involuntary_switches(pid) - before[pid][1] for pid in pids)
     for pid, cpu in used.items():
         proxy.worker_cpu[pid] = proxy.worker_cpu.get(pid, 0.0) + cpu
     n = max(counts[0], 1)

@@ -36,6 +36,7 @@ from bench_floors import start_events_floor
 from bench_serve import machine_speed, serve_source
 from bench_table import emit, emit_ratio
 from support.manifests import seed, simple
+from support.procfs import tree_cpu_seconds as cpu_seconds
 from support.procs import CoreProcess, admin_headers, register, registration_token
 
 from vivified.config.nats_server import ManagedNats
@@ -181,22 +182,6 @@ async def latency(
         await asyncio.sleep(0.1)
     received = hook_received(hook_url)
     return sorted((received[k] - t) * 1000 for k, t in sent.items() if k in received)
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of `pid` and its live children (the gateway's workers)."""
-    total = 0.0
-    tick = os.sysconf("SC_CLK_TCK")
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(entry) == pid or int(fields[1]) == pid:
-            total += (int(fields[11]) + int(fields[12])) / tick
-    return total
 
 
 def lane_cpu(c: httpx.Client, hook_url: str, pid: int) -> dict[str, float]:

@@ -55,6 +55,7 @@ from bench_operator import (
 )
 from bench_serve import machine_speed, pin
 from bench_table import NONE, emit, emit_ratio
+from support.procfs import tree_cpu_seconds
 from support.procs import CoreProcess
 
 # granian variants: its event loop, optionally `:rust` for its Rust task implementation
@@ -169,30 +170,6 @@ def granian_processes(variant: str) -> Iterator[None]:
         yield
     finally:
         setattr(bench_operator, "CoreProcess", saved)  # noqa: B010
-
-
-def tree_cpu_seconds(pid: int) -> float:
-    """User + system CPU time of `pid` and every descendant (all their threads)."""
-    tick = os.sysconf("SC_CLK_TCK")
-    parents: dict[int, int] = {}
-    times: dict[int, float] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        fields = stat.rsplit(")", 1)[1].split()  # after "pid (comm)": state ppid ...
-        parents[int(entry)] = int(fields[1])
-        times[int(entry)] = (int(fields[11]) + int(fields[12])) / tick
-    tree, frontier = {pid}, [pid]
-    while frontier:
-        parent = frontier.pop()
-        children = [p for p, pp in parents.items() if pp == parent and p not in tree]
-        tree.update(children)
-        frontier += children
-    return sum(times.get(p, 0.0) for p in tree)
 
 
 def measured(pid: int | None, url: str, headers: dict[str, str], **kw: object) -> dict[str, float]:

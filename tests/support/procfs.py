@@ -1,12 +1,15 @@
 """What /proc says about our own child processes: which ones there are, which TCP connections
 each one holds (how the tests see where the kernel sent a connection, with nothing added to
-the processes under test)."""
+the processes under test), and the CPU time they spent (how the benches count CPU per
+request)."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterable
 from pathlib import Path
+
+TICK = os.sysconf("SC_CLK_TCK")
 
 
 def children(pid: int) -> set[int]:
@@ -72,3 +75,44 @@ def _tcp(state: str, local_port: int | None, remote_port: int | None) -> set[str
 def held(pids: Iterable[int], connections: set[str]) -> dict[int, int]:
     """How many of `connections` (inodes) each process holds."""
     return {pid: len(socket_inodes(pid) & connections) for pid in pids}
+
+
+def _stat(pid: int) -> list[str] | None:
+    """The fields of /proc/<pid>/stat after `pid (comm)` (None once it is gone)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of `pid` so far, all its threads (0.0 once it is gone)."""
+    fields = _stat(pid)
+    return 0.0 if fields is None else (int(fields[11]) + int(fields[12])) / TICK
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """`cpu_seconds` of `pid` and of every live descendant (a supervisor and its workers)."""
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and (fields := _stat(int(entry))) is not None:
+            parents[int(entry)] = int(fields[1])
+    tree, frontier = {pid}, [pid]
+    while frontier:
+        parent = frontier.pop()
+        born = [p for p, pp in parents.items() if pp == parent and p not in tree]
+        tree.update(born)
+        frontier += born
+    return sum(cpu_seconds(p) for p in tree)
+
+
+def involuntary_switches(pid: int) -> int:
+    """Times the kernel took the CPU from `pid` (its main thread) so far; 0 once it is gone."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0
+    for line in status.splitlines():
+        if line.startswith("nonvoluntary_ctxt_switches:"):
+            return int(line.split()[1])
+    return 0
