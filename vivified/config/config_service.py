@@ -84,7 +84,6 @@ class ConfigService:
                 target="egress",
                 request_id=request_id,
                 started=started,
-                reason=exc.code,
             )
             raise
         errors = (missing_members(body, DEFAULT_EGRESS_DOCUMENT) if full else []) + (
@@ -218,7 +217,6 @@ class ConfigService:
                 target=plugin_id,
                 request_id=request_id,
                 started=started,
-                reason="invalid" if exc.code.startswith("invalid_") else exc.code,
             )
             raise
         internal = [d for d in domains if is_internal_name(d)]
@@ -281,7 +279,6 @@ class ConfigService:
                 target=plugin_id,
                 request_id=request_id,
                 started=started,
-                reason="invalid" if exc.code.startswith("invalid_") else exc.code,
             )
             raise
         document = {**store.DEFAULT_LIMITS, **body}
@@ -368,7 +365,6 @@ class ConfigService:
                 target=target,
                 request_id=request_id,
                 started=started,
-                reason=stale.code,
             )
             raise stale from exc
         except store.UnknownObject as exc:
@@ -400,9 +396,9 @@ class ConfigService:
         target: str,
         request_id: str,
         started: float,
-        reason: str = "invalid",
     ) -> None:
-        """Audit a refused write (`reason`: "invalid" for a validation, else the code)."""
+        """Audit a refused write: reason `invalid` for a body that fails validation (any
+        `invalid_*` code), else the refusal's code (`stale_version`, `read_only_member`)."""
         await record_action(
             self._audit,
             lane="admin",
@@ -410,7 +406,7 @@ class ConfigService:
             actor=actor,
             target=target,
             decision="deny",
-            reason=reason,
+            reason="invalid" if exc.code.startswith("invalid_") else exc.code,
             request_id=request_id,
             status=self._refusal_status(exc),
             started=started,

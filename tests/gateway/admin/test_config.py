@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
+from support.audit import wait_for_audit
 from support.backends import BACKENDS, registry_env, registry_url
 from support.manifests import simple
 from support.procs import CoreProcess, admin_headers, register, registration_token
@@ -125,6 +126,120 @@ def test_egress_document_put_validate_and_412(c: httpx.Client) -> None:
     assert r.status_code == 412
     r = c.put("/admin/egress", json=doc, headers={"If-Match": "three"})
     assert r.status_code == 400
+
+
+def _current(c: httpx.Client, path: str) -> dict[str, Any]:
+    """What GET answers at `path`, without its version: a body PUT would accept."""
+    return {k: v for k, v in c.get(path).json().items() if k not in {"version", "requested"}}
+
+
+EGRESS, ALLOWLIST, LIMITS = (
+    "/admin/egress",
+    "/admin/plugins/fetcher/allowed-domains",
+    "/admin/plugins/fetcher/limits",
+)
+
+
+@pytest.mark.parametrize(
+    ("path", "change", "if_match", "action", "target", "reason", "status"),
+    [
+        pytest.param(
+            EGRESS,
+            {"allowed_networks": ["x"]},
+            None,
+            "egress_update",
+            "egress",
+            "invalid",
+            422,
+            id="egress-invalid",
+        ),
+        pytest.param(
+            EGRESS,
+            {"version": -1},
+            None,
+            "egress_update",
+            "egress",
+            "invalid",
+            422,
+            id="egress-bad-version-member",
+        ),
+        pytest.param(
+            EGRESS, {}, '"9999"', "egress_update", "egress", "stale_version", 412, id="egress-stale"
+        ),
+        pytest.param(
+            ALLOWLIST,
+            {"domains": ["10.0.0.1"]},
+            None,
+            "allowlist_update",
+            "fetcher",
+            "invalid",
+            422,
+            id="allowlist-invalid",
+        ),
+        pytest.param(
+            ALLOWLIST,
+            {"requested": ["x.example.com"]},
+            None,
+            "allowlist_update",
+            "fetcher",
+            "read_only_member",
+            409,
+            id="allowlist-read-only",
+        ),
+        pytest.param(
+            ALLOWLIST,
+            {},
+            '"9999"',
+            "allowlist_update",
+            "fetcher",
+            "stale_version",
+            412,
+            id="allowlist-stale",
+        ),
+        pytest.param(
+            LIMITS,
+            {"rate": -1},
+            None,
+            "limits_update",
+            "fetcher",
+            "invalid",
+            422,
+            id="limits-invalid",
+        ),
+        pytest.param(
+            LIMITS,
+            {},
+            '"9999"',
+            "limits_update",
+            "fetcher",
+            "stale_version",
+            412,
+            id="limits-stale",
+        ),
+    ],
+)
+def test_a_refused_config_write_is_audited_with_its_reason(
+    c: httpx.Client,
+    path: str,
+    change: dict[str, Any],
+    if_match: str | None,
+    action: str,
+    target: str,
+    reason: str,
+    status: int,
+) -> None:
+    """A body that fails validation is recorded as `invalid`, any other refusal by its code."""
+    body = {**_current(c, path), **change}
+    if path == ALLOWLIST and "requested" in change:
+        body["requested"] = change["requested"]
+    headers = {"If-Match": if_match} if if_match else {}
+    r = c.put(path, json=body, headers=headers)
+    assert r.status_code == status, r.text
+    rid = r.headers["x-vivified-request-id"]
+    (record,) = wait_for_audit(
+        c, action=action, decision="deny", where=lambda a: a["request_id"] == rid
+    )
+    assert (record["target"], record["reason"], record["status"]) == (target, reason, status)
 
 
 def test_revisions_record_who_what_and_revert_restores_exactly(c: httpx.Client) -> None:
