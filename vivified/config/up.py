@@ -92,9 +92,12 @@ def _run_stack(
         ports = {name: wait_port(pf, proc, name, 120) for name, proc, pf in children}
         lock.describe("up", ports)  # a second start names these
         nats_url = env.get("VIVIFIED_NATS_URL", "")
-        print(banner(settings, ports, admin_token, nats_url, nats is not None), flush=True)
         restart = _Restarter(run_dir, config_file, debug, env, lock, ports)
-        return _supervise(children, restart)
+        # Ctrl-C becomes a normal stop before the banner says so: installed after it, a Ctrl-C
+        # that came right after the banner was still "interrupted while starting" (130).
+        signals = StopSignals()
+        print(banner(settings, ports, admin_token, nats_url, nats is not None), flush=True)
+        return _supervise(children, restart, signals)
     except KeyboardInterrupt:
         raise Interrupted("interrupted while starting; stopped everything it had started") from None
     except ChildFailed as exc:
@@ -260,10 +263,10 @@ class _Restarter:
 def _supervise(
     children: list[tuple[str, subprocess.Popen[Any], Path]],
     restart: _Restarter,
+    signals: StopSignals,
 ) -> int:
-    """Watch the children until Ctrl-C; start a dead one again (a bounded crash loop). The
-    list is updated in place so the caller stops the replacements too."""
-    signals = StopSignals()
+    """Watch the children until Ctrl-C (`signals`); start a dead one again (a bounded crash
+    loop). The list is updated in place so the caller stops the replacements too."""
     while not signals.stop:
         for i, (name, proc, _) in enumerate(children):
             if proc.poll() is not None and not signals.stop:
