@@ -74,20 +74,19 @@ async def setup_vivified(data: Path, ports: tuple[int, int]) -> str:
 
 
 # Started with PYTHONPATH pointing here, an egress proxy records no audit record (bench only:
-# production code has no such switch), so the bench shows what the mandated record costs; the
-# outcome still marks its flow and reaches the metrics hook, as with the record. It writes
-# BENCH_PATCHED last: without that file the patch failed and the proxy records as usual.
+# production code has no such switch), so the bench shows what the mandated record costs. The
+# writer takes each record and drops it, as `bench operator`'s gateway without the audit does:
+# the audit trail in front of it (marking the flow, the metrics hook) runs as it always does.
+# It writes BENCH_PATCHED last: without that file the patch failed and the proxy records.
 WITHOUT_AUDIT = """
 import os
-from vivified.egress import live_state
-def record(self, o, meta=None):
-    if meta is not None:
-        if meta.get(live_state.AUDITED):
-            return
-        meta[live_state.AUDITED] = True
-    if self.observe is not None:
-        self.observe(o)
-live_state.AuditTrail.record = record
+from vivified.registry.audit import writer as audit
+def record_nowait(self, event):
+    return True
+async def record(self, event):
+    return None
+audit.AuditWriter.record_nowait = record_nowait
+audit.AuditWriter.record = record
 open(os.environ["BENCH_PATCHED"], "w").close()
 """
 
