@@ -21,6 +21,7 @@ from vivified.config.documents import (
     retry_patch,
     validate_allowlist,
     version_member,
+    without_comment,
 )
 from vivified.registry.store.config_store import Versioned
 
@@ -127,6 +128,18 @@ def test_a_merge_patch_is_an_object_and_its_comment_travels_beside_it() -> None:
         "invalid_body",
         [{"path": "", "code": "invalid_type", "message": "expected a JSON object"}],
     )
+
+
+@pytest.mark.parametrize(
+    ("body", "document"),
+    [
+        pytest.param({"mode": "report", "comment": "why"}, {"mode": "report"}, id="dropped"),
+        pytest.param({"mode": "report"}, {"mode": "report"}, id="none"),
+        pytest.param(["comment"], ["comment"], id="not-an-object-as-it-is"),
+    ],
+)
+def test_a_comment_travels_beside_a_document_not_in_it(body: Any, document: Any) -> None:
+    assert without_comment(body) == document
 
 
 def test_an_allowlist_is_normalised() -> None:

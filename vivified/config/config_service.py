@@ -30,6 +30,7 @@ from vivified.config.documents import (
     retry_patch,
     validate_allowlist,
     version_member,
+    without_comment,
 )
 from vivified.policy.domains import INTERNAL_NAME_EXCEPTION, is_internal_name
 from vivified.policy.egress_settings import DEFAULT_EGRESS_DOCUMENT, validate_egress_document
@@ -72,8 +73,7 @@ class ConfigService:
         full: bool = False,
     ) -> store.Versioned:
         started = time.perf_counter()
-        if isinstance(body, dict):
-            body = {k: v for k, v in body.items() if k != "comment"}
+        body = without_comment(body)
         try:
             body, expected = version_member(body, expected)
         except ConfigError as exc:
@@ -266,8 +266,7 @@ class ConfigService:
             raise ConfigError("not_found", f"no plugin {plugin_id!r}")
         try:
             body, expected = version_member(body, expected)
-            if isinstance(body, dict):
-                body = {k: v for k, v in body.items() if k != "comment"}
+            body = without_comment(body)
             problems = limits_problems(body)
             if problems:
                 raise ConfigError("invalid_limits", "the limits are invalid", problems)

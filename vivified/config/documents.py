@@ -123,6 +123,14 @@ def validate_allowlist(
 Document = dict[str, Any]
 
 
+def without_comment(body: Any) -> Any:
+    """`body` without its `comment` member: the comment travels beside a document (into its
+    revision), never in it. Anything but an object is returned as it is."""
+    if not isinstance(body, dict):
+        return body
+    return {k: v for k, v in body.items() if k != "comment"}
+
+
 def patch_object(patch: Any, what: str) -> Document:
     """A merge patch must be a JSON object; `comment` travels beside it, not in it."""
     if not isinstance(patch, dict):
@@ -131,7 +139,8 @@ def patch_object(patch: Any, what: str) -> Document:
             f"a merge patch of {what} is a JSON object",
             [problem("", "invalid_type", "expected a JSON object")],
         )
-    return {k: v for k, v in patch.items() if k != "comment"}
+    patch_doc: Document = without_comment(patch)
+    return patch_doc
 
 
 async def retry_patch(
