@@ -94,16 +94,18 @@ def cpu_seconds(pid: int) -> float:
 def tree_cpu_seconds(pid: int) -> float:
     """`cpu_seconds` of `pid` and of every live descendant (a supervisor and its workers)."""
     parents: dict[int, int] = {}
-    for entry in os.listdir("/proc"):
+    spent: dict[int, float] = {}
+    for entry in os.listdir("/proc"):  # one read of each process's stat: parent and CPU
         if entry.isdigit() and (fields := _stat(int(entry))) is not None:
             parents[int(entry)] = int(fields[1])
+            spent[int(entry)] = (int(fields[11]) + int(fields[12])) / TICK
     tree, frontier = {pid}, [pid]
     while frontier:
         parent = frontier.pop()
         born = [p for p, pp in parents.items() if pp == parent and p not in tree]
         tree.update(born)
         frontier += born
-    return sum(cpu_seconds(p) for p in tree)
+    return sum(spent.get(p, 0.0) for p in tree)
 
 
 def involuntary_switches(pid: int) -> int:
