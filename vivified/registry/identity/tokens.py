@@ -19,7 +19,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from json.encoder import encode_basestring_ascii as _escape
-from typing import Any
+from typing import Any, Protocol
 
 import jwt
 
@@ -36,6 +36,9 @@ FORBIDDEN_HEADERS = ("jku", "x5u", "jwk", "x5c", "crit")
 _ALLOWED_HEADERS = frozenset({"alg", "typ", "kid"})
 
 CurrentGen = Callable[[str], int | None]
+# What a snapshot behind the registry may say of a good token: its plugin was registered, or its
+# generation raised (a token refresh), after the snapshot was loaded (`verify_current`).
+BEHIND_CODES = frozenset({"unknown_plugin", "revoked"})
 # Every code a TokenError can carry (all of them mean "not authenticated": 401 / 407).
 TOKEN_ERROR_CODES = frozenset(
     {
@@ -326,3 +329,34 @@ class TokenService:
             jti=claims["jti"],
             expires_at=int(claims["exp"]),
         )
+
+
+class Generations(Protocol):
+    """What `verify_current` needs of `vivified.registry.store.snapshot.SnapshotHolder`."""
+
+    @property
+    def current(self) -> Any: ...  # a Snapshot: `plugin_gen(plugin_id)`
+
+    async def confirm(self) -> Any: ...  # the Snapshot a refusal may stand on
+
+
+async def verify_current(tokens: TokenService, snapshots: Generations, token: str) -> PluginClaims:
+    """A plugin token verified against the current token generations; raises TokenError.
+
+    A refusal the snapshot may be behind on (`BEHIND_CODES`) is confirmed first: when the
+    registry has changed since the snapshot was loaded, the token is checked again on a fresh
+    one, so a plugin registered or given a new token through another process is not refused by
+    this one before the change notice arrives (`vivified.registry.store.revision`)."""
+    snap = snapshots.current
+    claims = tokens.verify_plugin_token_cached(token, snap.plugin_gen)
+    if claims is not None:
+        return claims
+    try:
+        return await tokens.verify_plugin_token(token, snap.plugin_gen)
+    except TokenError as exc:
+        if exc.code not in BEHIND_CODES:
+            raise
+        fresh = await snapshots.confirm()
+        if fresh is snap:
+            raise
+    return await tokens.verify_plugin_token(token, fresh.plugin_gen)

@@ -18,7 +18,7 @@ from vivified.registry.audit.records import record_action
 from vivified.registry.audit.writer import AuditWriter
 from vivified.registry.errors import DomainError, RefusalStatus
 from vivified.registry.identity import registration_tokens
-from vivified.registry.identity.tokens import TokenError, TokenService
+from vivified.registry.identity.tokens import TokenError, TokenService, verify_current
 from vivified.registry.manifest.cycles import cycle_warnings
 from vivified.registry.manifest.diff import needs_approval, risk_rating
 from vivified.registry.manifest.validator import validate_manifest
@@ -136,9 +136,7 @@ class Registrar:
                 return Credential("open", "anonymous")
             raise RegistryError("missing_token", "registration needs a registration token")
         if looks_like_jwt(bearer):
-            claims = await self._tokens.verify_plugin_token(
-                bearer, self._snapshot.current.plugin_gen
-            )
+            claims = await verify_current(self._tokens, self._snapshot, bearer)
             return Credential("plugin_token", claims.plugin_id, claims.plugin_id)
         row = await registration_tokens.find_usable(self._sessions, bearer)
         if row is None:
@@ -342,9 +340,7 @@ class Registrar:
         # from the path of an unauthenticated call: a claim until the token vouches for it
         step = _Step("token_refresh", "anonymous", claimed(pid), request_id)
         try:
-            claims = await self._tokens.verify_plugin_token(
-                bearer, self._snapshot.current.plugin_gen
-            )
+            claims = await verify_current(self._tokens, self._snapshot, bearer)
         except TokenError as exc:
             await self._refused(step, exc)
             raise

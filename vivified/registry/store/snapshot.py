@@ -19,6 +19,7 @@ from vivified.policy.egress_settings import (
     EgressSettings,
     parse_egress_document,
 )
+from vivified.registry.store import revision
 from vivified.registry.store.tables import ConfigDocument, ContractChoice, Grant, Plugin
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,7 @@ class Snapshot:
     egress: EgressSettings = field(default_factory=EgressSettings)
     egress_version: int = 0
     loaded_at: float = 0.0
+    revision: int = 0  # the registry's revision when loading began (`registry.store.revision`)
 
     def plugin_gen(self, plugin_id: str) -> int | None:
         """The current token generation of a plugin, or None when it does not exist."""
@@ -105,6 +107,7 @@ def plugin_view(row: Any) -> PluginView:
 async def load_snapshot(sessions: async_sessionmaker[AsyncSession]) -> Snapshot:
     """Read everything the lanes need in one pass."""
     async with sessions() as s:
+        at = await revision.current(s)  # first: what follows is at least this new
         # Core rows, not ORM objects: this runs after every change, over every plugin.
         table = Plugin.__table__  # type: ignore[attr-defined]
         plugins: list[Any] = list((await s.execute(select(table))).all())
@@ -124,6 +127,7 @@ async def load_snapshot(sessions: async_sessionmaker[AsyncSession]) -> Snapshot:
         egress=parse_egress_document(doc),
         egress_version=egress_row.version if egress_row else 0,
         loaded_at=time.time(),
+        revision=at,
     )
 
 
@@ -152,7 +156,13 @@ class SnapshotHolder:
         self._publisher = publisher
 
     async def changed(self, kind: str) -> Snapshot:
-        """After a committed registry change: reload here, then notify every other process."""
+        """After a committed registry change: raise the registry's revision (so that a process
+        that has not heard of the change yet confirms a refusal before answering it), reload
+        here, then notify every other process."""
+        try:
+            await revision.bump(self._sessions)
+        except Exception:  # the change stands; the notice and the periodic reload carry it
+            log.exception("registry revision not raised")
         fresh = await self.reload()
         if self._publisher is not None:
             try:
@@ -183,6 +193,25 @@ class SnapshotHolder:
             if result is not None:
                 await result
         return fresh
+
+    async def confirm(self) -> Snapshot:
+        """The snapshot a refusal may stand on: the current one while the registry's revision
+        is no newer than the one it was loaded at, else a fresh one (coalesced with any rebuild
+        that starts after this call). One primary-key read; when the registry cannot be read,
+        the current snapshot (the refusal stands, as it would have without this check)."""
+        snap = self._current
+        try:
+            now = await revision.read(self._sessions)
+        except Exception:
+            log.debug("registry revision unreadable; refusing on the current snapshot")
+            return snap
+        if now <= snap.revision:
+            return snap
+        try:
+            return await self.reload()
+        except Exception:
+            log.exception("snapshot reload failed; keeping the last good snapshot")
+            return self._current
 
     def start_periodic(self, interval: float) -> None:
         """Reload every `interval` seconds as a safety net for missed change notices."""

@@ -301,3 +301,13 @@ class EgressCA(SQLModel, table=True):
     created_at: float
     retired_at: float | None = None
     publish_until: float | None = None
+
+
+class RegistryRevision(SQLModel, table=True):
+    """One row: a counter every committed change the snapshots carry raises before it is
+    answered (`registry.store.revision`), so a process can tell its snapshot is behind."""
+
+    __tablename__ = "registry_revision"
+
+    id: int = Field(default=1, primary_key=True)
+    value: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
