@@ -9,7 +9,7 @@ from vivified.gateway.oidc.api import provider_admin
 from vivified.gateway.problems import Problem, forbidden, unauthorized
 from vivified.registry.identity.admins import AdminPrincipal, authenticate_admin
 from vivified.registry.identity.bearer import extract_bearer
-from vivified.registry.identity.tokens import PluginClaims, TokenError
+from vivified.registry.identity.tokens import PluginClaims, TokenError, verify_current
 from vivified.registry.plugins.record import looks_like_jwt
 
 
@@ -30,15 +30,12 @@ def bearer(request: Request, *, required: bool = True) -> str | None:
 
 
 async def plugin_claims(request: Request, token: str | None = None) -> PluginClaims:
-    """Verify a plugin token (cached until expiry or revocation); raises TokenError."""
+    """Verify a plugin token (cached until expiry or revocation; a refusal on a snapshot behind
+    the registry is confirmed first); raises TokenError."""
     core = core_of(request)
     token = token if token is not None else bearer(request)
     assert token is not None
-    current_gen = core.snapshot.current.plugin_gen
-    claims = core.tokens.verify_plugin_token_cached(token, current_gen)
-    if claims is not None:
-        return claims
-    return await core.tokens.verify_plugin_token(token, current_gen)
+    return await verify_current(core.tokens, core.snapshot, token)
 
 
 async def admin(request: Request, scope: str | None, token: str | None = None) -> AdminPrincipal:

@@ -13,7 +13,7 @@ from vivified.gateway import auth
 from vivified.gateway.admin.record import record_admin_action
 from vivified.gateway.bodies import json_object, read_json
 from vivified.gateway.operator.errors import LaneError
-from vivified.gateway.operator.lane import judge
+from vivified.gateway.operator.lane import judged
 from vivified.gateway.params import MAX_TEXT, path_contract, path_record_id, query_text
 from vivified.gateway.problems import Problem, not_found, status_of
 from vivified.registry.store import grants
@@ -55,7 +55,7 @@ async def create_grant(request: Request) -> Response:
             errors.append(
                 _problem(f"/{key}", "unknown_field", "known: caller, target, methods, paths")
             )
-    plugins = core.snapshot.current.plugins
+    plugins = (await core.snapshot.confirm()).plugins  # a plugin registered elsewhere just now
     for name in ("caller", "target"):
         value = body.get(name)
         if not isinstance(value, str) or value not in plugins:
@@ -114,7 +114,8 @@ async def choose_contract(request: Request) -> Response:
     contract = path_contract(request)
     body = json_object(await read_json(request, ADMIN_BODY_CAP))
     plugin = body.get("plugin")
-    view = core.snapshot.current.plugins.get(plugin) if isinstance(plugin, str) else None
+    plugins = (await core.snapshot.confirm()).plugins  # a plugin registered elsewhere just now
+    view = plugins.get(plugin) if isinstance(plugin, str) else None
     if set(body) != {"plugin"} or view is None or contract not in view.contracts:
         raise Problem(
             422,
@@ -147,14 +148,13 @@ async def explain(request: Request) -> Response:
     method = query_text(request, "method", 16)
     method = (method or "GET").upper()
     path = raw_path if raw_path.startswith("/api/") else "/api/" + raw_path.lstrip("/")
-    snap = core.snapshot.current
     answer: dict[str, Any] = {
         "caller": caller,
         "target": target_id,
         "method": method,
         "path": path,
     }
-    verdict = judge(core, snap, caller, target_id, method, path)
+    _snap, verdict = await judged(core, caller, target_id, method, path)  # as the lane would
     if isinstance(verdict, LaneError):
         answer.update(
             decision="deny", status=status_of(verdict), reason=verdict.code, detail=verdict.message

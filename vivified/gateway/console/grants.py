@@ -1,5 +1,5 @@
 """Grants: list, create, delete; contract choices (`PUT /admin/contracts/{Contract}`'s twin)
-and the policy explainer (the same `judge` as `GET /admin/policy/explain`)."""
+and the policy explainer (the same `judged` as `GET /admin/policy/explain`)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from vivified.gateway.admin.grants import METHOD, PATTERN, _string_list
 from vivified.gateway.admin.record import record_admin_action
 from vivified.gateway.console.context import ConsoleError, Ctx, page
 from vivified.gateway.operator.errors import LaneError
-from vivified.gateway.operator.lane import judge
+from vivified.gateway.operator.lane import judged
 from vivified.gateway.params import CONTRACT, RECORD_ID
 from vivified.gateway.problems import status_of
 from vivified.registry.store import grants
@@ -66,7 +66,7 @@ async def grants_page(ctx: Ctx) -> Response:
 async def create(ctx: Ctx) -> Response:
     """Create a grant with the API's validation, then refresh the snapshot and audit it."""
     form = ctx.form
-    plugins = ctx.core.snapshot.current.plugins
+    plugins = (await ctx.core.snapshot.confirm()).plugins  # registered elsewhere just now
     errors: list[dict[str, str]] = []
     caller, target = form.get("caller", ""), form.get("target", "")
     for name, value in (("caller", caller), ("target", target)):
@@ -124,7 +124,7 @@ async def choose(ctx: Ctx) -> Response:
         raise ConsoleError(403, "missing_scope", f"choosing needs the {CHOOSE_SCOPE} scope")
     contract = str(ctx.request.path_params.get("contract", ""))
     plugin = ctx.form.get("plugin", "")
-    view = ctx.core.snapshot.current.plugins.get(plugin)
+    view = (await ctx.core.snapshot.confirm()).plugins.get(plugin)  # as the API does
     if not CONTRACT.fullmatch(contract) or view is None or contract not in view.contracts:
         error = {
             "path": "/plugin",
@@ -163,9 +163,7 @@ async def explain(ctx: Ctx) -> Response:
         "method": method,
         "path": path,
     }
-    verdict = judge(
-        ctx.core, ctx.core.snapshot.current, given["caller"], given["target"], method, path
-    )
+    _snap, verdict = await judged(ctx.core, given["caller"], given["target"], method, path)
     if isinstance(verdict, LaneError):
         answer.update(
             decision="deny", status=status_of(verdict), reason=verdict.code, detail=verdict.message

@@ -22,10 +22,12 @@ from vivified.gateway.params import path_int
 from vivified.gateway.problems import Problem, event_status
 from vivified.gateway.tracing import event_extension, trace_of, with_trace
 from vivified.policy.audit_levels import level_detail, records
+from vivified.policy.decision import Decision
 from vivified.policy.events import decide_publish
 from vivified.registry.audit.records import record_action
 from vivified.registry.event_catalogue import catalogue_json, data_problems, event_type
 from vivified.registry.identity.tokens import PluginClaims
+from vivified.registry.store.snapshot import PluginView, Snapshot
 
 EVENT_BODY_CAP = 256 * 1024
 EVENT_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
@@ -92,18 +94,13 @@ async def _publish(request: Request, core: Core, claims: PluginClaims, started: 
     if problems:
         raise Problem(422, "the event is invalid", code="invalid_event", errors=problems)
     kind = body["type"]
-    view = core.snapshot.current.plugins.get(claims.plugin_id)
-    events = (view.manifest.get("events") or {}) if view else {}
-    declared = events.get("publishes", []) if isinstance(events, dict) else []
     known = event_type(kind)
-    decision = decide_publish(
-        status=view.status if view else "unknown",
-        declared=declared,
-        event_type=kind,
-        known=known is not None,
-        health=view.health if view else "unknown",
-        classification=known.classification if known else "internal",
-    )
+    snap = core.snapshot.current
+    view, declared, decision = _may_publish(snap, claims.plugin_id, kind)
+    if not decision:  # decided on a snapshot that may be behind the registry: confirm
+        fresh = await core.snapshot.confirm()
+        if fresh is not snap:
+            view, declared, decision = _may_publish(fresh, claims.plugin_id, kind)
 
     level = view.audit_level if view else "basic"  # the publisher alone: subscribers come later
 
@@ -169,6 +166,25 @@ async def _publish(request: Request, core: Core, claims: PluginClaims, started: 
         ) from exc
     await record("allow", "duplicate" if duplicate else "accepted", 202, event["id"])
     return JSONResponse({"id": event["id"]}, status_code=202)
+
+
+def _may_publish(
+    snap: Snapshot, plugin_id: str, kind: str
+) -> tuple[PluginView | None, list[str], Decision]:
+    """The publisher as `snap` sees it, the event types it declares, and the decision."""
+    view = snap.plugins.get(plugin_id)
+    events = (view.manifest.get("events") or {}) if view else {}
+    declared = events.get("publishes", []) if isinstance(events, dict) else []
+    known = event_type(kind)
+    decision = decide_publish(
+        status=view.status if view else "unknown",
+        declared=declared,
+        event_type=kind,
+        known=known is not None,
+        health=view.health if view else "unknown",
+        classification=known.classification if known else "internal",
+    )
+    return view, declared, decision
 
 
 def publish_facts(

@@ -37,6 +37,7 @@ from vivified.registry.audit.bounds import claimed
 from vivified.registry.audit.writer import AuditEvent
 from vivified.registry.errors import DomainError
 from vivified.registry.identity.bearer import extract_bearer
+from vivified.registry.identity.tokens import verify_current
 from vivified.registry.manifest.validator import RESERVED_IDS
 from vivified.registry.store.snapshot import PluginView, Snapshot
 
@@ -123,8 +124,8 @@ def judge(
     core: Core, snap: Snapshot, caller_id: str, service: str, method: str, path: str
 ) -> Verdict:
     """Resolve the target, match the declared endpoint, decide: (target, route template,
-    allow reason), or the LaneError that refuses the call. The lane (`evaluate`) and
-    `GET /admin/policy/explain` both use this."""
+    allow reason), or the LaneError that refuses the call, on `snap` (`judged` adds the
+    confirmation of a refusal that the lane and the explainers ask for)."""
     table = core.routes.for_snapshot(snap)
     found = table.resolve(service)
     if found.plugin is None:
@@ -141,14 +142,30 @@ def judge(
     return target, route.template, decision.reason
 
 
-def evaluate(
-    core: Core, snap: Snapshot, caller_id: str, service: str, method: str, path: str
-) -> tuple[PluginView, str, str]:
-    """`judge`, raising its LaneError."""
+async def judged(
+    core: Core, caller_id: str, service: str, method: str, path: str
+) -> tuple[Snapshot, Verdict]:
+    """`judge` on the current snapshot; a refusal is confirmed first (`SnapshotHolder.confirm`):
+    on a snapshot behind the registry the call is judged again on a fresh one. Returns the
+    snapshot that decided, with its verdict. The lane and the explainers both ask this."""
+    snap = core.snapshot.current
     verdict = judge(core, snap, caller_id, service, method, path)
     if isinstance(verdict, LaneError):
+        fresh = await core.snapshot.confirm()
+        if fresh is not snap:
+            snap = fresh
+            verdict = judge(core, snap, caller_id, service, method, path)
+    return snap, verdict
+
+
+async def evaluate(
+    core: Core, caller_id: str, service: str, method: str, path: str
+) -> tuple[Snapshot, tuple[PluginView, str, str]]:
+    """`judged`, raising its LaneError."""
+    snap, verdict = await judged(core, caller_id, service, method, path)
+    if isinstance(verdict, LaneError):
         raise verdict
-    return verdict
+    return snap, verdict
 
 
 async def audit_room(core: Core) -> None:
@@ -184,14 +201,13 @@ async def admit(
     if service in RESERVED_IDS:
         raise LaneError("not_found", f"/{service}/ is not an operator-lane route")
     token = extract_bearer(scope["headers"], scope.get("query_string", b""))
-    snap = core.snapshot.current
-    claims = core.tokens.verify_plugin_token_cached(token, snap.plugin_gen)
-    if claims is None:
-        claims = await core.tokens.verify_plugin_token(token, snap.plugin_gen)
+    claims = await verify_current(core.tokens, core.snapshot, token)
     call.caller, call.target = claims.plugin_id, service  # the writer bounds the name
     core.limits.check_rate(claims.plugin_id)  # fair sharing: 429 rate_limited
     path = "/api/" + unquote(rest.decode("ascii"))
-    target, route, reason = evaluate(core, snap, claims.plugin_id, service, call.method, path)
+    snap, (target, route, reason) = await evaluate(
+        core, claims.plugin_id, service, call.method, path
+    )
     call.target, call.route = target.id, route
     caller_view = snap.plugins.get(claims.plugin_id)
     level = strictest((caller_view.audit_level if caller_view else "basic", target.audit_level))

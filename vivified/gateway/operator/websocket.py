@@ -39,7 +39,7 @@ from vivified.gateway.operator.upstream import identity_headers
 from vivified.gateway.problems import status_of
 from vivified.registry.errors import DomainError
 from vivified.registry.identity.bearer import extract_bearer
-from vivified.registry.identity.tokens import PluginClaims
+from vivified.registry.identity.tokens import PluginClaims, verify_current
 from vivified.registry.store.snapshot import PluginView, Snapshot
 
 log = logging.getLogger("vivified.operator")
@@ -61,11 +61,7 @@ LIMITS = frozenset({"ws_max_lifetime", "ws_idle_timeout"})
 async def _caller_claims(core: Core, scope: Scope) -> PluginClaims:
     """The claims of the caller's (already admitted) token: its generation and expiry."""
     token = extract_bearer(scope["headers"], scope.get("query_string", b""))
-    gens = core.snapshot.current.plugin_gen
-    claims = core.tokens.verify_plugin_token_cached(token, gens)
-    if claims is None:
-        claims = await core.tokens.verify_plugin_token(token, gens)
-    return claims
+    return await verify_current(core.tokens, core.snapshot, token)
 
 
 def readmission(core: Core, scope: Scope, caller: str, gen: int, target: PluginView) -> Recheck:
