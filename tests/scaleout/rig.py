@@ -65,6 +65,7 @@ class Deployment:
     up: Upstreams
     ws_url: str  # the WebSocket target app
     tokens: dict[str, str] = field(default_factory=dict)
+    apart: ManagedNats | None = None  # gateway 1 and proxy 1's own nats-server, if any
 
     def client(self, i: int = 0) -> httpx.Client:
         return httpx.Client(base_url=self.gateways[i].url, trust_env=False, timeout=30)
@@ -104,10 +105,19 @@ def _start_all(procs: list[CoreProcess]) -> None:
 
 
 def start_deployment(
-    base: Path, up: Upstreams, ws_url: str, database_url: str, extra: dict[str, str] | None = None
+    base: Path,
+    up: Upstreams,
+    ws_url: str,
+    database_url: str,
+    extra: dict[str, str] | None = None,
+    *,
+    apart: bool = False,
 ) -> Deployment:
+    """Two gateways and two proxies on one registry; with `apart`, gateway 1 and proxy 1 use a
+    nats-server of their own, so that no change notice from the others ever reaches them."""
     nats = ManagedNats(base / "nats")
     url = nats.start()
+    other = ManagedNats(base / "nats-apart") if apart else None
     env = {
         "VIVIFIED_DATABASE_URL": database_url,
         "VIVIFIED_NATS_URL": url,
@@ -118,9 +128,10 @@ def start_deployment(
         "VIVIFIED_UPSTREAM_TIMEOUT": "5",
         **(extra or {}),
     }
-    gateways = [CoreProcess("gateway", base / f"gw{i}", env) for i in range(2)]
-    proxies = [CoreProcess("egress", base / f"eg{i}", env) for i in range(2)]
-    dep = Deployment(nats, gateways, proxies, up, ws_url)
+    envs = [env, env if other is None else {**env, "VIVIFIED_NATS_URL": other.start()}]
+    gateways = [CoreProcess("gateway", base / f"gw{i}", envs[i]) for i in range(2)]
+    proxies = [CoreProcess("egress", base / f"eg{i}", envs[i]) for i in range(2)]
+    dep = Deployment(nats, gateways, proxies, up, ws_url, apart=other)
     try:
         gateways[0].start()  # the first one migrates the registry
         _start_all(gateways[1:] + proxies)
@@ -137,6 +148,8 @@ def stop_deployment(dep: Deployment) -> None:
     for p in [*dep.proxies, *dep.gateways]:
         p.stop()
     dep.nats.stop()
+    if dep.apart is not None:
+        dep.apart.stop()
 
 
 @pytest.fixture(scope="module")

@@ -10,24 +10,13 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+
+from vivified.registry.identity.tokens import Generations, TokenService, verify_current
 
 REALM = "vivified-egress"
 PROXY_AUTHENTICATE = f'Basic realm="{REALM}"'
-
-
-class TokenVerifier(Protocol):
-    """What the egress proxy needs of `vivified.registry.identity.tokens.TokenService`."""
-
-    def verify_plugin_token_cached(
-        self, token: str, current_gen: Callable[[str], int | None]
-    ) -> Any: ...
-
-    async def verify_plugin_token(
-        self, token: str, current_gen: Callable[[str], int | None]
-    ) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -78,20 +67,13 @@ def parse_proxy_authorization(values: Sequence[str]) -> Credential | None:
     return Credential(plugin_id, token)
 
 
-def _subject(claims: Any) -> str:
-    for name in ("sub", "plugin_id", "id"):
-        value = getattr(claims, name, None)
-        if isinstance(value, str):
-            return value
-    return ""
-
-
 class ProxyAuthenticator:
-    """Verifies credentials against the token service and the current token generations."""
+    """Verifies credentials against the token service and the current token generations (a
+    refusal on a snapshot behind the registry is confirmed first: `verify_current`)."""
 
-    def __init__(self, verifier: TokenVerifier, current_gen: Callable[[str], int | None]) -> None:
-        self._verifier = verifier
-        self._current_gen = current_gen
+    def __init__(self, tokens: TokenService, snapshots: Generations) -> None:
+        self._tokens = tokens
+        self._snapshots = snapshots
 
     async def authenticate(self, values: Sequence[str]) -> AuthResult:
         """Check the Proxy-Authorization header values of one CONNECT or plain request."""
@@ -99,14 +81,12 @@ class ProxyAuthenticator:
         if cred is None:
             reason = "missing_credentials" if not values else "malformed_credentials"
             return AuthResult(None, reason)
-        claims = self._verifier.verify_plugin_token_cached(cred.token, self._current_gen)
-        if claims is None:
-            try:
-                claims = await self._verifier.verify_plugin_token(cred.token, self._current_gen)
-            except Exception as exc:  # TokenError and anything a broken token raises
-                code = getattr(exc, "code", "invalid_token")
-                return AuthResult(None, str(code or "invalid_token"), cred.plugin_id)
-        subject = _subject(claims)
+        try:
+            claims = await verify_current(self._tokens, self._snapshots, cred.token)
+        except Exception as exc:  # TokenError and anything a broken token raises
+            code = getattr(exc, "code", "invalid_token")
+            return AuthResult(None, str(code or "invalid_token"), cred.plugin_id)
+        subject = claims.plugin_id
         if cred.bearer:
             if not subject:
                 return AuthResult(None, "invalid_token")

@@ -5,7 +5,8 @@ A thin adapter over `vivified.policy.egress.decide_egress`, asked with the curre
 with the policy's reason code. Report mode lets the flow through, audited as would-deny.
 
 - CONNECT and plain requests: the plugin authenticated by `PluginAuth`, the requested host and
-  port. Tags `flow.metadata[VERDICT]` for `AddressPinning`, which resolves and pins next.
+  port. Tags `flow.metadata[VERDICT]` for `AddressPinning`, which resolves and pins next. A
+  refusal is confirmed against the registry's revision before it is answered.
 - Requests inside a tunnel: the tunnel's plugin and target, asked again (a disable or an
   allowlist change applies to open tunnels). Tags `flow.metadata[TARGET]` = the tunnel's.
 """
@@ -62,16 +63,16 @@ class EgressPolicy:
             (plugin, host, port), lambda snap: decide(snap, plugin, host, port)
         )
 
-    def http_connect(self, flow: http.HTTPFlow) -> None:
+    async def http_connect(self, flow: http.HTTPFlow) -> None:
         if not is_settled(flow):
-            self._destination(flow)
+            await self._destination(flow)
 
-    def requestheaders(self, flow: http.HTTPFlow) -> None:
+    async def requestheaders(self, flow: http.HTTPFlow) -> None:
         if is_settled(flow):
             return
         t = tunnel(flow)
         if t is None:
-            self._destination(flow)
+            await self._destination(flow)
             return
         decision, _view = self.decide(t.plugin_id, t.host, t.port)
         if not decision.allowed:
@@ -80,10 +81,17 @@ class EgressPolicy:
         self._allowed(flow, decision)
         flow.metadata[TARGET] = t
 
-    def _destination(self, flow: http.HTTPFlow) -> None:
-        """A CONNECT or plain request: the authenticated plugin (none: refused as unknown)."""
+    async def _destination(self, flow: http.HTTPFlow) -> None:
+        """A CONNECT or plain request: the authenticated plugin (none: refused as unknown). A
+        refusal is confirmed first: on a snapshot behind the registry (an admin enabled the
+        plugin or widened its allowlist a moment ago, through another process) it is decided
+        again on a fresh one (`vivified.registry.store.revision`)."""
         plugin = plugin_id(flow) or ""
         decision, view = self.decide(plugin, flow.request.host, flow.request.port)
+        if not decision.allowed and plugin:
+            snap = self._state.current
+            if await self._state.confirm() is not snap:
+                decision, view = self.decide(plugin, flow.request.host, flow.request.port)
         o = outcome(flow)
         if o is not None:
             o.mode = "" if view is None else view.egress_mode

@@ -301,7 +301,7 @@ async def run_egress(
         follower.start()
 
     live = LiveConnections(master)
-    authenticator = ProxyAuthenticator(tokens, lambda pid: holder.current.plugin_gen(pid))
+    authenticator = ProxyAuthenticator(tokens, holder)
     state = shared_state(holder, audit)
     addons = egress_addons(settings, state, authenticator, live)
     metrics = start_egress_metrics(settings, state, addons, worker=worker)  # None: no port

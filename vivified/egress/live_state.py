@@ -31,6 +31,8 @@ class SnapshotSource(Protocol):
     @property
     def current(self) -> Snapshot: ...
 
+    async def confirm(self) -> Snapshot: ...
+
 
 class AuditSink(Protocol):
     """`vivified.registry.audit.writer.AuditWriter`, as far as the proxy uses it."""
@@ -133,3 +135,8 @@ class EgressState:
     def current(self) -> Snapshot:
         """The snapshot now (read it once per decision: a reload swaps it whole)."""
         return self.snapshots.current
+
+    async def confirm(self) -> Snapshot:
+        """The snapshot a refusal may stand on: a fresh one when the registry is ahead of the
+        current one (`vivified.registry.store.revision`)."""
+        return await self.snapshots.confirm()

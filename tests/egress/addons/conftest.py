@@ -95,6 +95,15 @@ class Holder:
 
     def __init__(self, current: Snapshot) -> None:
         self.current = current
+        self.ahead: Snapshot | None = None  # what the registry holds that no notice brought yet
+        self.confirms = 0
+
+    async def confirm(self) -> Snapshot:
+        """`SnapshotHolder.confirm`: the registry's newer picture (`ahead`) becomes current."""
+        self.confirms += 1
+        if self.ahead is not None:
+            self.current, self.ahead = self.ahead, None
+        return self.current
 
 
 @dataclass
@@ -259,4 +268,4 @@ async def tokens(tmp_path: Path) -> AsyncIterator[TokenService]:
 
 @pytest.fixture
 def authenticator(kit: Kit, tokens: TokenService) -> ProxyAuthenticator:
-    return ProxyAuthenticator(tokens, lambda pid: kit.holder.current.plugin_gen(pid))
+    return ProxyAuthenticator(tokens, kit.holder)

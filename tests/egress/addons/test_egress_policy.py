@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from vivified.egress.audit import OpenRecord
 from vivified.egress.egress_policy import EgressPolicy
 from vivified.egress.flow_state import DENIED, TARGET, VERDICT, outcome
+from vivified.registry.store.snapshot import Snapshot
 
 REFUSED = [
     pytest.param("alpha", "evil-example.com:443", "host_not_allowed", id="lookalike"),
@@ -92,3 +95,63 @@ async def test_refused_or_errored_flows_are_left_alone(kit) -> None:
     flow.metadata[DENIED] = True
     await chain.fire("http_connect", flow)
     assert flow.response is None
+
+
+def widened(snap: Snapshot) -> Snapshot:
+    """The registry a moment after `snap`: alpha may also reach evil-example.com, and gamma
+    was enabled."""
+    alpha, gamma = snap.plugins["alpha"], snap.plugins["gamma"]
+    plugins = {
+        **snap.plugins,
+        "alpha": replace(alpha, egress_domains=(*alpha.egress_domains, "evil-example.com")),
+        "gamma": replace(gamma, status="active"),
+    }
+    return replace(snap, plugins=plugins)
+
+
+AHEAD = [
+    pytest.param("alpha", "evil-example.com:443", id="allowlist-widened"),
+    pytest.param("gamma", "api.example.com:443", id="plugin-enabled"),
+]
+
+
+@pytest.mark.parametrize(("plugin_id", "authority"), AHEAD)
+@pytest.mark.parametrize("hook", ["http_connect", "requestheaders"])
+async def test_a_refusal_on_a_snapshot_behind_the_registry_is_decided_again(
+    kit, plugin_id: str, authority: str, hook: str
+) -> None:
+    chain = kit.chain(EgressPolicy(kit.state))
+    kit.holder.ahead = widened(kit.holder.current)  # committed elsewhere; no change notice here yet
+    flow = (
+        kit.connect_flow(authority)
+        if hook == "http_connect"
+        else kit.plain_flow(f"http://{authority}/")
+    )
+    o = kit.tag(flow, plugin_id)
+    await chain.fire(hook, flow)
+    assert flow.response is None, kit.refusal(flow)
+    assert (o.decision, o.reason) == ("allow", "allowed")
+    assert kit.holder.confirms == 1
+
+
+async def test_a_refusal_the_registry_agrees_with_stands(kit) -> None:
+    chain = kit.chain(EgressPolicy(kit.state))
+    flow = kit.connect_flow("evil-example.com:443")
+    kit.tag(flow, "alpha")
+    await chain.fire("http_connect", flow)
+    assert kit.refusal(flow) == (403, "host_not_allowed", "host_not_allowed")
+    assert kit.holder.confirms == 1  # one revision read, nothing reloaded
+
+
+async def test_allowed_traffic_and_open_tunnels_never_ask_the_registry(kit) -> None:
+    chain = kit.chain(OpenRecord(), EgressPolicy(kit.state))
+    allowed = kit.connect_flow("api.example.com:443")
+    kit.tag(allowed, "alpha")
+    await chain.fire("http_connect", allowed)
+    assert allowed.response is None
+    kit.holder.current = kit.snapshot(enabled=False)  # the admin switched egress off
+    inside = kit.plain_flow("http://api.example.com/")
+    inside.metadata["vivified.tunnel"] = kit.target()
+    await chain.fire("requestheaders", inside)
+    assert kit.refusal(inside) == (403, "egress_disabled", "egress_disabled")
+    assert kit.holder.confirms == 0  # a revocation is not confirmed: the notice carries it

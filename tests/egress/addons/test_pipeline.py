@@ -168,7 +168,7 @@ async def test_the_egress_chain_decides_the_same_through_the_pipeline(
     results = []
     for composed in (False, True):
         state = EgressState(kit.holder, AuditTrail(kit.audit))
-        auth = ProxyAuthenticator(tokens, lambda pid: kit.holder.current.plugin_gen(pid))
+        auth = ProxyAuthenticator(tokens, kit.holder)
         addons = egress_addons(settings, state, auth, Live())
         with taddons.context() as tctx:
             manager = tctx.master.addons

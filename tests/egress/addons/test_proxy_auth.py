@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -91,6 +92,49 @@ async def test_valid_credentials_tag_the_plugin_and_never_travel_upstream(
         assert outcome(flow).actor == "alpha"
         assert "proxy-authorization" not in flow.request.headers
     assert "proxy-connection" not in plain.request.headers
+
+
+BEHIND = [
+    pytest.param("delta", 1, "unknown_plugin", id="registered-elsewhere"),
+    pytest.param("alpha", 2, "revoked", id="token-refreshed-elsewhere"),
+]
+
+
+@pytest.mark.parametrize(("pid", "gen", "stale_reason"), BEHIND)
+async def test_a_token_newer_than_the_snapshot_is_confirmed_with_the_registry(
+    kit, tokens, authenticator, pid: str, gen: int, stale_reason: str
+) -> None:
+    """A plugin registered, or given a new token, through another process a moment ago: this
+    process's snapshot does not know it yet, the registry does."""
+    chain = kit.chain(OpenRecord(), PluginAuth(authenticator))
+    auth = kit.basic(pid, tokens.issue_plugin_token(pid, gen).token)
+    refused = kit.connect_flow("api.example.com:443", auth)
+    await chain.fire("http_connect", refused)  # the registry agrees with the snapshot
+    assert kit.refusal(refused) == (407, stale_reason, stale_reason)
+    assert kit.holder.confirms == 1
+    snap = kit.holder.current
+    view = replace(snap.plugins["alpha"], id=pid, gen=gen)
+    kit.holder.ahead = replace(snap, plugins={**snap.plugins, pid: view})
+    flow = kit.connect_flow("api.example.com:443", auth)
+    await chain.fire("http_connect", flow)
+    assert flow.response is None, kit.refusal(flow)
+    assert flow.metadata[PLUGIN] == pid
+    assert kit.holder.confirms == 2
+
+
+async def test_a_token_the_snapshot_accepts_never_asks_the_registry(
+    kit, tokens, authenticator
+) -> None:
+    chain = kit.chain(OpenRecord(), PluginAuth(authenticator))
+    auth = kit.basic("alpha", tokens.issue_plugin_token("alpha", 1).token)
+    for _ in range(2):  # verified, then from the cache
+        flow = kit.connect_flow("api.example.com:443", auth)
+        await chain.fire("http_connect", flow)
+        assert flow.metadata[PLUGIN] == "alpha"
+    bad = kit.connect_flow("api.example.com:443", kit.basic("alpha", "not-a-token"))
+    await chain.fire("http_connect", bad)
+    assert kit.refusal(bad) == (407, "malformed_token", "malformed_token")
+    assert kit.holder.confirms == 0  # only what a snapshot behind could say is confirmed
 
 
 async def test_request_inside_an_accepted_tunnel_needs_no_credentials(kit, authenticator) -> None:
