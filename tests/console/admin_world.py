@@ -3,7 +3,6 @@ registry, a subscriber webhook that can be switched off (dead letters), and a fe
 
 from __future__ import annotations
 
-import base64
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -15,7 +14,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from support.egress import raw_exchange
+from support.egress import basic, raw_exchange
 from support.procs import CoreProcess, admin_headers
 
 
@@ -54,11 +53,10 @@ class World:
 
     def probe(self, host: str = "api.example.com", plugin: str = "fetcher") -> str:
         """A CONNECT through the egress proxy: "200", or its refusal's reason code."""
-        cred = base64.b64encode(f"{plugin}:{self.tokens[plugin]}".encode()).decode()
         target = f"{host}:{self.gw.port}"
         request = (
             f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n"
-            f"Proxy-Authorization: Basic {cred}\r\n\r\n"
+            f"Proxy-Authorization: {basic(plugin, self.tokens[plugin])}\r\n\r\n"
         ).encode()
         status, headers, _body, sock = raw_exchange(self.egress.port, request)
         sock.close()

@@ -10,7 +10,6 @@ the next records are written, and `/readyz` of a gateway on the same database co
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +19,7 @@ import httpx
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from support.egress import Upstreams, egress_document, free_port, raw_exchange
+from support.egress import Upstreams, basic, egress_document, free_port, raw_exchange
 from support.procs import CoreProcess
 from support.registry_seed import SeedPlugin, seed_registry
 from support.waiting import eventually, eventually_async
@@ -79,10 +78,6 @@ async def _verify(url: str) -> tuple[bool, int]:
 
 def query(url: str, sql: str) -> list[dict[str, Any]]:
     return asyncio.run(_query(url, sql))
-
-
-def basic(user: str, password: str) -> str:
-    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
 
 
 class Stack:

@@ -24,6 +24,7 @@ from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 from support.egress import (
     Upstreams,
+    basic,
     egress_document,
     raw_exchange,
 )
@@ -212,10 +213,10 @@ def tls_through(
     proxy: CoreProcess, pid: str, token: str, up: Upstreams, cafile: Path, timeout: float = 10
 ) -> ssl.SSLSocket:
     """A CONNECT to api.example.com through `proxy`, then TLS trusting only `cafile`."""
-    cred = base64.b64encode(f"{pid}:{token}".encode()).decode()
     target = f"api.example.com:{up.https_port}"
     request = (
-        f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\nProxy-Authorization: Basic {cred}\r\n\r\n"
+        f"CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n"
+        f"Proxy-Authorization: {basic(pid, token)}\r\n\r\n"
     ).encode()
     status, headers, body, sock = raw_exchange(proxy.port, request, timeout=timeout)
     assert status == 200, (status, headers, body)

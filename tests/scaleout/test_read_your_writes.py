@@ -10,14 +10,13 @@ allowing on a stale picture is what the change notice bounds (test_revocation.py
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 from scaleout.rig import Deployment, fresh_token, start_deployment, stop_deployment, tls_through
-from support.egress import Upstreams, get_inside, raw_exchange
+from support.egress import Upstreams, basic, get_inside, raw_exchange
 from support.manifests import simple
 from support.procs import admin_headers, register, registration_token
 
@@ -60,11 +59,10 @@ def own_record(dep: Deployment, i: int, pid: str, token: str) -> httpx.Response:
 
 def plain_through(dep: Deployment, pid: str, token: str, host: str) -> tuple[int, str]:
     """A plain-HTTP GET through proxy 1: the status and the refusal's reason header, if any."""
-    cred = base64.b64encode(f"{pid}:{token}".encode()).decode()
     target = f"{host}:{dep.up.http_port}"
     request = (
         f"GET http://{target}/ HTTP/1.1\r\nHost: {target}\r\n"
-        f"Proxy-Authorization: Basic {cred}\r\nConnection: close\r\n\r\n"
+        f"Proxy-Authorization: {basic(pid, token)}\r\nConnection: close\r\n\r\n"
     ).encode()
     status, headers, _body, sock = raw_exchange(dep.proxies[1].port, request)
     sock.close()

@@ -277,8 +277,7 @@ class Egress:
         return f"http://{plugin}:{quote(tok, safe='')}@127.0.0.1:{self.port}"
 
     def auth_header(self, plugin: str = "alpha") -> str:
-        raw = f"{plugin}:{self.tokens[plugin]}".encode()
-        return "Basic " + base64.b64encode(raw).decode()
+        return basic(plugin, self.tokens[plugin])
 
     def bearer_header(self, plugin: str = "alpha") -> str:
         return f"Bearer {self.tokens[plugin]}"
@@ -354,6 +353,11 @@ def _no_proxy_env(monkeypatch: pytest.MonkeyPatch) -> None:
         "no_proxy",
     ):
         monkeypatch.delenv(name, raising=False)
+
+
+def basic(user: str, token: str) -> str:
+    """The `Proxy-Authorization` value of a proxy URL's `user:token` (RFC 7617 Basic)."""
+    return "Basic " + base64.b64encode(f"{user}:{token}".encode()).decode()
 
 
 def raw_exchange(

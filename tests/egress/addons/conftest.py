@@ -9,7 +9,6 @@ without its `safecall` (which would log an addon's exception instead of failing 
 
 from __future__ import annotations
 
-import base64
 import json
 import warnings
 from collections.abc import AsyncIterator
@@ -19,6 +18,7 @@ from typing import Any
 
 import pytest
 from mitmproxy import hooks, http
+from support.egress import basic
 
 with warnings.catch_warnings():
     # mitmproxy.addons imports ldap3 (for its own proxyauth), which uses a pyasn1 name that
@@ -178,10 +178,6 @@ def plain_flow(
     for key, value in headers.items():
         req.headers[key.replace("_", "-")] = value
     return tflow.tflow(req=req)
-
-
-def basic(user: str, token: str) -> str:
-    return "Basic " + base64.b64encode(f"{user}:{token}".encode()).decode()
 
 
 def tag(flow: http.HTTPFlow, plugin_id: str | None = None) -> Outcome:
