@@ -119,6 +119,11 @@ def start_deployment(
     nats = ManagedNats(base / "nats")
     url = nats.start()
     other = ManagedNats(base / "nats-apart") if apart else None
+    try:
+        other_url = other.start() if other is not None else url
+    except BaseException:
+        nats.stop()  # only what this call started
+        raise
     env = {
         "VIVIFIED_DATABASE_URL": database_url,
         "VIVIFIED_NATS_URL": url,
@@ -129,7 +134,7 @@ def start_deployment(
         "VIVIFIED_UPSTREAM_TIMEOUT": "5",
         **(extra or {}),
     }
-    envs = [env, env if other is None else {**env, "VIVIFIED_NATS_URL": other.start()}]
+    envs = [env, {**env, "VIVIFIED_NATS_URL": other_url}]
     gateways = [CoreProcess("gateway", base / f"gw{i}", envs[i]) for i in range(2)]
     proxies = [CoreProcess("egress", base / f"eg{i}", envs[i]) for i in range(2)]
     dep = Deployment(nats, gateways, proxies, up, ws_url, apart=other)
