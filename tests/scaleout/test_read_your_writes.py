@@ -16,20 +16,28 @@ from pathlib import Path
 import httpx
 import pytest
 from scaleout.rig import Deployment, fresh_token, start_deployment, stop_deployment, tls_through
+from support.backends import registry_url
 from support.egress import Upstreams, basic, get_inside, raw_exchange
 from support.manifests import simple
 from support.procs import admin_headers, register, registration_token
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(
+    scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
 def apart(
-    tmp_path_factory: pytest.TempPathFactory, upstreams: Upstreams, ws_target: str
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    upstreams: Upstreams,
+    ws_target: str,
 ) -> Iterator[Deployment]:
+    """The rig on a shared SQLite file, or on a PostgreSQL database of its own."""
     base = Path(tmp_path_factory.mktemp("apart"))
-    url = f"sqlite:///{base}/shared-registry.db"
-    dep = start_deployment(base, upstreams, ws_target, url, apart=True)
-    yield dep
-    stop_deployment(dep)
+    with registry_url(request.param) as pg:
+        url = pg or f"sqlite:///{base}/shared-registry.db"
+        dep = start_deployment(base, upstreams, ws_target, url, apart=True)
+        yield dep
+        stop_deployment(dep)
 
 
 @pytest.fixture(scope="module")
