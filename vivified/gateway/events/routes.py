@@ -25,7 +25,7 @@ from vivified.policy.audit_levels import level_detail, records
 from vivified.policy.decision import Decision
 from vivified.policy.events import decide_publish
 from vivified.registry.audit.records import record_action
-from vivified.registry.event_catalogue import catalogue_json, data_problems, event_type
+from vivified.registry.event_catalogue import EventType, catalogue_json, data_problems, event_type
 from vivified.registry.identity.tokens import PluginClaims
 from vivified.registry.store.snapshot import PluginView, Snapshot
 
@@ -96,11 +96,11 @@ async def _publish(request: Request, core: Core, claims: PluginClaims, started: 
     kind = body["type"]
     known = event_type(kind)
     snap = core.snapshot.current
-    view, declared, decision = _may_publish(snap, claims.plugin_id, kind)
+    view, declared, decision = _may_publish(snap, claims.plugin_id, kind, known)
     if not decision:  # decided on a snapshot that may be behind the registry: confirm
         fresh = await core.snapshot.confirm()
         if fresh is not snap:
-            view, declared, decision = _may_publish(fresh, claims.plugin_id, kind)
+            view, declared, decision = _may_publish(fresh, claims.plugin_id, kind, known)
 
     level = view.audit_level if view else "basic"  # the publisher alone: subscribers come later
 
@@ -169,13 +169,13 @@ async def _publish(request: Request, core: Core, claims: PluginClaims, started: 
 
 
 def _may_publish(
-    snap: Snapshot, plugin_id: str, kind: str
+    snap: Snapshot, plugin_id: str, kind: str, known: EventType | None
 ) -> tuple[PluginView | None, list[str], Decision]:
-    """The publisher as `snap` sees it, the event types it declares, and the decision."""
+    """The publisher as `snap` sees it, the event types it declares, and the decision on an
+    event of `kind` (`known`: its catalogue entry)."""
     view = snap.plugins.get(plugin_id)
     events = (view.manifest.get("events") or {}) if view else {}
     declared = events.get("publishes", []) if isinstance(events, dict) else []
-    known = event_type(kind)
     decision = decide_publish(
         status=view.status if view else "unknown",
         declared=declared,
