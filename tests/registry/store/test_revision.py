@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import time
 
-from sqlalchemy import text, update
+from sqlalchemy import delete, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from vivified.registry.store import revision
 from vivified.registry.store.snapshot import SnapshotHolder
-from vivified.registry.store.tables import Plugin
+from vivified.registry.store.tables import Plugin, RegistryRevision
 
 Sessions = async_sessionmaker[AsyncSession]
 
@@ -70,3 +70,13 @@ async def test_a_registry_it_cannot_read_leaves_the_refusal_standing(sessions: S
     async with sessions() as s, s.begin():
         await s.execute(text("DROP TABLE registry_revision"))
     assert await holder.confirm() is before
+
+
+async def test_a_lost_revision_row_is_written_again_by_the_next_change(sessions: Sessions) -> None:
+    async with sessions() as s, s.begin():
+        await s.execute(delete(RegistryRevision))
+    assert await revision.read(sessions) == 0
+    holder = SnapshotHolder(sessions)
+    assert (await holder.changed("plugins")).revision == 1
+    await holder.changed("plugins")
+    assert await revision.read(sessions) == 2

@@ -38,12 +38,12 @@ async def read(sessions: async_sessionmaker[AsyncSession]) -> int:
         return await current(s)
 
 
-async def bump(sessions: async_sessionmaker[AsyncSession]) -> int:
-    """Raise the revision by one after a committed change; returns the new value."""
+async def bump(sessions: async_sessionmaker[AsyncSession]) -> None:
+    """Raise the revision by one after a committed change (the row again if it was lost: the
+    migration inserts it)."""
     async with sessions() as s, s.begin():
         done = await s.execute(
             update(_TABLE).where(_TABLE.c.id == 1).values(value=_TABLE.c.value + 1)
         )
-        if not done.rowcount:  # type: ignore[attr-defined]  # the migration inserts the row
+        if not done.rowcount:  # type: ignore[attr-defined]
             await s.execute(insert(_TABLE).values(id=1, value=1))
-        return await current(s)
