@@ -14,8 +14,11 @@ goes back to its default), then writes the result like a full PUT.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import time
+from collections.abc import AsyncIterator, Awaitable
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -40,6 +43,17 @@ from vivified.registry.audit.writer import AuditWriter
 from vivified.registry.errors import RefusalStatus
 from vivified.registry.store import config_store as store
 from vivified.registry.store.snapshot import SnapshotHolder
+
+
+@dataclass(frozen=True)
+class _Write:
+    """One config write as its audit record names it: who, what, on which object, when."""
+
+    actor: str
+    action: str
+    target: str
+    request_id: str
+    started: float = field(default_factory=time.perf_counter)
 
 
 class ConfigService:
@@ -72,41 +86,18 @@ class ConfigService:
         request_id: str,
         full: bool = False,
     ) -> store.Versioned:
-        started = time.perf_counter()
+        write = _Write(actor, "egress_update", "egress", request_id)
         body = without_comment(body)
-        try:
+        async with self._refusals_audited(write):
             body, expected = version_member(body, expected)
-        except ConfigError as exc:
-            await self._refused(
-                exc,
-                actor=actor,
-                action="egress_update",
-                target="egress",
-                request_id=request_id,
-                started=started,
+            errors = (missing_members(body, DEFAULT_EGRESS_DOCUMENT) if full else []) + (
+                validate_egress_document(body)
             )
-            raise
-        errors = (missing_members(body, DEFAULT_EGRESS_DOCUMENT) if full else []) + (
-            validate_egress_document(body)
-        )
-        if errors:
-            invalid = ConfigError("invalid_egress_document", "the document is invalid", errors)
-            await self._refused(
-                invalid,
-                actor=actor,
-                action="egress_update",
-                target="egress",
-                request_id=request_id,
-                started=started,
-            )
-            raise invalid
+            if errors:
+                raise ConfigError("invalid_egress_document", "the document is invalid", errors)
         result = await self._write(
             store.put_egress(self._sessions, body, expected=expected, actor=actor, comment=comment),
-            actor,
-            "egress_update",
-            "egress",
-            request_id,
-            started,
+            write,
         )
         await self._snapshot.changed("egress")
         return result
@@ -181,11 +172,10 @@ class ConfigService:
         request_id: str,
         full: bool = False,
     ) -> store.Versioned:
-        started = time.perf_counter()
-        if plugin_id not in self._snapshot.current.plugins:
-            raise ConfigError("not_found", f"no plugin {plugin_id!r}")
+        write = _Write(actor, "allowlist_update", plugin_id, request_id)
+        self._known(plugin_id)
         egress = self._snapshot.current.egress
-        try:
+        async with self._refusals_audited(write):
             body, expected = version_member(body, expected)
             if isinstance(body, dict) and "requested" in body:  # read-only: the manifest's
                 body = dict(body)
@@ -209,16 +199,6 @@ class ConfigService:
                 missing += [dict(e) for e in invalid.errors or ()]
             if missing:
                 raise ConfigError("invalid_allowlist", "the allowlist is invalid", missing)
-        except ConfigError as exc:
-            await self._refused(
-                exc,
-                actor=actor,
-                action="allowlist_update",
-                target=plugin_id,
-                request_id=request_id,
-                started=started,
-            )
-            raise
         internal = [d for d in domains if is_internal_name(d)]
         if internal:  # the revision and the audit record both say so
             note = f"[{INTERNAL_NAME_EXCEPTION}: {', '.join(internal)}]"
@@ -233,11 +213,7 @@ class ConfigService:
                 actor=actor,
                 comment=comment,
             ),
-            actor,
-            "allowlist_update",
-            plugin_id,
-            request_id,
-            started,
+            write,
             exception=(INTERNAL_NAME_EXCEPTION, internal) if internal else None,
         )
         await self._snapshot.changed("allowlist")
@@ -245,8 +221,7 @@ class ConfigService:
 
     async def get_limits(self, plugin_id: str) -> store.Versioned:
         """A plugin's `{rate, concurrency}` override (null members: the settings' defaults)."""
-        if plugin_id not in self._snapshot.current.plugins:
-            raise ConfigError("not_found", f"no plugin {plugin_id!r}")
+        self._known(plugin_id)
         return await store.get_limits(self._sessions, plugin_id)
 
     async def put_limits(
@@ -261,35 +236,20 @@ class ConfigService:
     ) -> store.Versioned:
         """Replace a plugin's limits override: validated, versioned, a revision, audited, and
         propagated (every replica reloads its snapshot, and the limits with it)."""
-        started = time.perf_counter()
-        if plugin_id not in self._snapshot.current.plugins:
-            raise ConfigError("not_found", f"no plugin {plugin_id!r}")
-        try:
+        write = _Write(actor, "limits_update", plugin_id, request_id)
+        self._known(plugin_id)
+        async with self._refusals_audited(write):
             body, expected = version_member(body, expected)
             body = without_comment(body)
             problems = limits_problems(body)
             if problems:
                 raise ConfigError("invalid_limits", "the limits are invalid", problems)
-        except ConfigError as exc:
-            await self._refused(
-                exc,
-                actor=actor,
-                action="limits_update",
-                target=plugin_id,
-                request_id=request_id,
-                started=started,
-            )
-            raise
         document = {**store.DEFAULT_LIMITS, **body}
         result = await self._write(
             store.put_limits(
                 self._sessions, plugin_id, document, expected=expected, actor=actor, comment=comment
             ),
-            actor,
-            "limits_update",
-            plugin_id,
-            request_id,
-            started,
+            write,
         )
         await self._snapshot.changed("limits")
         return result
@@ -340,73 +300,67 @@ class ConfigService:
             "value": result.value,
         }
 
+    def _known(self, plugin_id: str) -> None:
+        if plugin_id not in self._snapshot.current.plugins:
+            raise ConfigError("not_found", f"no plugin {plugin_id!r}")
+
     async def _write(
         self,
-        op: Any,
-        actor: str,
-        action: str,
-        target: str,
-        request_id: str,
-        started: float,
+        op: Awaitable[store.Versioned],
+        write: _Write,
         exception: tuple[str, list[str]] | None = None,
     ) -> store.Versioned:
+        """Await the store's write and record it; a lost version race is a refusal."""
         try:
-            result: store.Versioned = await op
+            result = await op
         except store.VersionConflict as exc:
             stale = ConfigError(
                 "stale_version",
                 f"the object changed (now version {exc.current}); GET it and retry",
             )
-            await self._refused(
-                stale,
-                actor=actor,
-                action=action,
-                target=target,
-                request_id=request_id,
-                started=started,
-            )
+            await self._refused(stale, write)
             raise stale from exc
         except store.UnknownObject as exc:
-            raise ConfigError("not_found", f"no such object {target!r}") from exc
+            raise ConfigError("not_found", f"no such object {write.target!r}") from exc
         detail: dict[str, Any] = {"version": result.version}
         if exception is not None:
             detail[exception[0]] = exception[1]
         await record_action(
             self._audit,
             lane="admin",
-            action=action,
-            actor=actor,
-            target=target,
+            action=write.action,
+            actor=write.actor,
+            target=write.target,
             decision="allow",
             reason="changed" if exception is None else exception[0],
-            request_id=request_id,
+            request_id=write.request_id,
             status=200,
-            started=started,
+            started=write.started,
             detail=detail,
         )
         return result
 
-    async def _refused(
-        self,
-        exc: ConfigError,
-        *,
-        actor: str,
-        action: str,
-        target: str,
-        request_id: str,
-        started: float,
-    ) -> None:
+    @contextlib.asynccontextmanager
+    async def _refusals_audited(self, write: _Write) -> AsyncIterator[None]:
+        """A ConfigError raised in the block is audited as a refusal of `write`, then raised."""
+        try:
+            yield
+        except ConfigError as exc:
+            await self._refused(exc, write)
+            raise
+
+    async def _refused(self, exc: ConfigError, write: _Write) -> None:
         """Audit a refused write: reason `invalid` for a body that fails validation (any
         `invalid_*` code), else the refusal's code (`stale_version`, `read_only_member`)."""
         await record_action(
             self._audit,
             lane="admin",
-            action=action,
-            actor=actor,
-            target=target,
+            action=write.action,
+            actor=write.actor,
+            target=write.target,
             decision="deny",
             reason="invalid" if exc.code.startswith("invalid_") else exc.code,
-            request_id=request_id,
+            request_id=write.request_id,
             status=self._refusal_status(exc),
-            started=started,
+            started=write.started,
         )

@@ -60,7 +60,7 @@ def _merge_patch_type(request: Request) -> None:
         )
 
 
-def _versioned(value: dict[str, Any], version: int) -> Response:
+def versioned(value: dict[str, Any], version: int) -> Response:
     return JSONResponse({**value, "version": version}, headers={"ETag": f'"{version}"'})
 
 
@@ -68,82 +68,59 @@ async def get_egress(request: Request) -> Response:
     core = auth.core_of(request)
     await auth.admin(request, "egress:manage")
     got = await core.config.get_egress()
-    return _versioned(got.value, got.version)
+    return versioned(got.value, got.version)
+
+
+async def change_of(
+    request: Request, scope: str = "egress:manage", *, plugin: bool = False, patch: bool = False
+) -> tuple[Any, dict[str, Any]]:
+    """A write's body, and the config service's keywords for it: who, the expected version,
+    the comment, the request id, and the path's plugin id when `plugin`. Checked in this
+    order: admin with `scope`, plugin id, media type (a PATCH's must be a JSON Merge Patch),
+    If-Match, body."""
+    principal = await auth.admin(request, scope)
+    change: dict[str, Any] = {"plugin_id": path_plugin_id(request)} if plugin else {}
+    if patch:
+        _merge_patch_type(request)
+    expected = _expected(request)
+    body = await read_json(request, BODY_CAP)
+    return body, change | {
+        "expected": expected,
+        "actor": principal.actor,
+        "comment": _comment(body),
+        "request_id": request_id(request),
+    }
 
 
 async def put_egress(request: Request) -> Response:
-    core = auth.core_of(request)
-    principal = await auth.admin(request, "egress:manage")
-    expected = _expected(request)
-    body = await read_json(request, BODY_CAP)
-    got = await core.config.put_egress(
-        body,
-        expected=expected,
-        actor=principal.actor,
-        comment=_comment(body),
-        request_id=request_id(request),
-        full=True,
-    )
-    return _versioned(got.value, got.version)
+    body, change = await change_of(request)
+    got = await auth.core_of(request).config.put_egress(body, full=True, **change)
+    return versioned(got.value, got.version)
 
 
 async def patch_egress(request: Request) -> Response:
-    core = auth.core_of(request)
-    principal = await auth.admin(request, "egress:manage")
-    _merge_patch_type(request)
-    expected = _expected(request)
-    body = await read_json(request, BODY_CAP)
-    got = await core.config.patch_egress(
-        body,
-        expected=expected,
-        actor=principal.actor,
-        comment=_comment(body),
-        request_id=request_id(request),
-    )
-    return _versioned(got.value, got.version)
+    body, change = await change_of(request, patch=True)
+    got = await auth.core_of(request).config.patch_egress(body, **change)
+    return versioned(got.value, got.version)
 
 
 async def get_allowlist(request: Request) -> Response:
     core = auth.core_of(request)
     await auth.admin(request, "egress:manage")
     got = await core.config.get_allowlist(path_plugin_id(request))
-    return _versioned(got.value, got.version)
+    return versioned(got.value, got.version)
 
 
 async def put_allowlist(request: Request) -> Response:
-    core = auth.core_of(request)
-    principal = await auth.admin(request, "egress:manage")
-    plugin_id = path_plugin_id(request)
-    expected = _expected(request)
-    body = await read_json(request, BODY_CAP)
-    got = await core.config.put_allowlist(
-        plugin_id,
-        body,
-        expected=expected,
-        actor=principal.actor,
-        comment=_comment(body),
-        request_id=request_id(request),
-        full=True,
-    )
-    return _versioned(got.value, got.version)
+    body, change = await change_of(request, plugin=True)
+    got = await auth.core_of(request).config.put_allowlist(body=body, full=True, **change)
+    return versioned(got.value, got.version)
 
 
 async def patch_allowlist(request: Request) -> Response:
-    core = auth.core_of(request)
-    principal = await auth.admin(request, "egress:manage")
-    plugin_id = path_plugin_id(request)
-    _merge_patch_type(request)
-    expected = _expected(request)
-    body = await read_json(request, BODY_CAP)
-    got = await core.config.patch_allowlist(
-        plugin_id,
-        body,
-        expected=expected,
-        actor=principal.actor,
-        comment=_comment(body),
-        request_id=request_id(request),
-    )
-    return _versioned(got.value, got.version)
+    body, change = await change_of(request, plugin=True, patch=True)
+    got = await auth.core_of(request).config.patch_allowlist(patch=body, **change)
+    return versioned(got.value, got.version)
 
 
 async def list_revisions(request: Request) -> Response:

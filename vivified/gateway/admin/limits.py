@@ -14,9 +14,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from vivified.gateway import auth
-from vivified.gateway.admin.config import BODY_CAP, _comment, _expected, _versioned
-from vivified.gateway.bodies import read_json
-from vivified.gateway.middleware import request_id
+from vivified.gateway.admin.config import change_of, versioned
 from vivified.gateway.params import path_plugin_id
 from vivified.policy.rate_limits import effective
 
@@ -32,22 +30,11 @@ async def get_limits(request: Request) -> Response:
 
 async def put_limits(request: Request) -> Response:
     """Replace a plugin's rate and concurrency limits override."""
-    core = auth.core_of(request)
-    principal = await auth.admin(request, "plugins:manage")
-    plugin_id = path_plugin_id(request)
-    expected = _expected(request)
-    body = await read_json(request, BODY_CAP)
+    body, change = await change_of(request, "plugins:manage", plugin=True)
     if isinstance(body, dict):
         body = {k: v for k, v in body.items() if k != "effective"}  # read-only, as GET says
-    got = await core.config.put_limits(
-        plugin_id,
-        body,
-        expected=expected,
-        actor=principal.actor,
-        comment=_comment(body),
-        request_id=request_id(request),
-    )
-    return _with_effective(request, plugin_id, got.value, got.version)
+    got = await auth.core_of(request).config.put_limits(body=body, **change)
+    return _with_effective(request, change["plugin_id"], got.value, got.version)
 
 
 def _with_effective(
@@ -55,7 +42,7 @@ def _with_effective(
 ) -> Response:
     limits = effective(auth.core_of(request).limits.default, dict(value))
     shown = {"rate": limits.rate, "concurrency": limits.concurrency}
-    return _versioned({**value, "effective": shown}, version)
+    return versioned({**value, "effective": shown}, version)
 
 
 ROUTES = [
