@@ -12,14 +12,13 @@ import string
 from hypothesis import given
 from hypothesis import strategies as st
 
-from vivified.gateway.operator.pool import (
+from vivified.gateway.operator.exchange import (
     MAX_HEAD_BYTES,
     MAX_HEADERS,
-    Origin,
     UpstreamBadResponse,
     UpstreamError,
-    UpstreamPool,
 )
+from vivified.gateway.operator.pool import Origin, UpstreamPool
 
 REQUEST = b"GET /x HTTP/1.1\r\nhost: t\r\n\r\n"
 

@@ -96,7 +96,7 @@ LANE_STATUS: Mapping[str, int] = {
     "internal_error": 500,
     "upstream_refused": 502,
     "upstream_failed": 502,
-    "upstream_bad_response": 502,  # malformed or oversized response head (operator.pool)
+    "upstream_bad_response": 502,  # malformed or oversized response head (operator.exchange)
     "audit_unavailable": 503,
     "circuit_open": 503,
     "upstream_timeout": 504,

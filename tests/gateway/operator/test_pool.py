@@ -12,13 +12,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 from support.waiting import eventually_async
 
-from vivified.gateway.operator.pool import (
-    ConnectFailed,
-    Origin,
-    UpstreamBroken,
-    UpstreamPool,
-    UpstreamTimeout,
-)
+from vivified.gateway.operator.exchange import ConnectFailed, UpstreamBroken, UpstreamTimeout
+from vivified.gateway.operator.pool import Origin, UpstreamPool
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, int], Awaitable[None]]
 OK = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"

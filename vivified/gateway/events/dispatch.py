@@ -26,7 +26,8 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from vivified.config.settings import Settings
 from vivified.gateway.events.pull import LanePull
 from vivified.gateway.events.stream import EventStream
-from vivified.gateway.operator.pool import UpstreamError, UpstreamPool, base_path, encode_path
+from vivified.gateway.operator.exchange import UpstreamError
+from vivified.gateway.operator.pool import UpstreamPool, base_path, encode_path
 from vivified.gateway.tracing import TRACE_KEY, event_headers, trace_id_of
 from vivified.policy.audit_levels import added_fields, level_detail, records, strictest
 from vivified.policy.events import decide_delivery

@@ -17,16 +17,14 @@ from starlette.types import Receive, Scope, Send
 
 from vivified.config.settings import Settings
 from vivified.gateway.operator.errors import LaneError
-from vivified.gateway.operator.headers import header_value, request_headers, response_headers
-from vivified.gateway.operator.pool import (
+from vivified.gateway.operator.exchange import (
     ConnectFailed,
-    Origin,
     UpstreamBadResponse,
     UpstreamError,
-    UpstreamPool,
     UpstreamTimeout,
-    base_path,
 )
+from vivified.gateway.operator.headers import header_value, request_headers, response_headers
+from vivified.gateway.operator.pool import Origin, UpstreamPool, base_path
 from vivified.registry.store.snapshot import PluginView
 
 if TYPE_CHECKING:

@@ -17,13 +17,8 @@ import pytest
 from support.manifests import simple
 from support.procs import CoreProcess, register, registration_token
 
-from vivified.gateway.operator.pool import (
-    MAX_HEAD_BYTES,
-    MAX_HEADERS,
-    Origin,
-    UpstreamBadResponse,
-    UpstreamPool,
-)
+from vivified.gateway.operator.exchange import MAX_HEAD_BYTES, MAX_HEADERS, UpstreamBadResponse
+from vivified.gateway.operator.pool import Origin, UpstreamPool
 
 MARK = b"leaked-marker"
 MANY = b"".join(b"x-h%d: v\r\n" % i for i in range(MAX_HEADERS + 1))
