@@ -40,7 +40,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import col, select
 
 from vivified.config.operator_errors import OperatorError
-from vivified.config.settings import MIN_CA_KEY_LENGTH, Settings
+from vivified.config.setting_combinations import MIN_CA_KEY_LENGTH
+from vivified.config.settings import Settings
 from vivified.registry.store.tables import EgressCA
 
 log = logging.getLogger(__name__)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+ENV_PREFIX = "VIVIFIED_"  # of every setting's environment variable
 TRUE_WORDS = ("true", "1", "yes")
 FALSE_WORDS = ("false", "0", "no")
 Field = dataclasses.Field[Any]

@@ -4,22 +4,25 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
-import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from vivified.config.oidc_settings import OidcScopeTable, oidc_problems, parse_scope_table
-from vivified.config.setting_rules import Gathered, SettingsError, gather, label
+from vivified.config.oidc_settings import OidcScopeTable, parse_scope_table
+from vivified.config.setting_combinations import combination_problems
+from vivified.config.setting_rules import ENV_PREFIX, Gathered, SettingsError, gather, label
 
-ENV_PREFIX = "VIVIFIED_"
 DEFAULT_TOKEN_TTL = 24 * 3600
 DEFAULT_DATA_DIR = Path(".vivified")
-MIN_ADMIN_TOKEN_LENGTH = 24  # as vivified.registry.identity.admins checks it
-MIN_CA_KEY_LENGTH = 32  # the egress CA's key-encryption key (vivified.config.egress_ca)
-__all__ = ["Settings", "SettingsError", "inspect_settings", "load_settings", "setting"]
+__all__ = [
+    "ENV_PREFIX",
+    "Settings",
+    "SettingsError",
+    "inspect_settings",
+    "load_settings",
+    "setting",
+]
 
 
 _T = TypeVar("_T")
@@ -458,7 +461,7 @@ def inspect_settings(
     gathered = gather(_FIELDS, ENV_PREFIX, flags, env, config_file)
     _take_scope_table(gathered)
     settings = Settings(**gathered.values)
-    for name, problem in _check(settings):
+    for name, problem in combination_problems(settings):
         if name not in gathered.refused:
             gathered.refuse(name, f"{_named(settings, gathered, name)}: {problem}")
     return settings, gathered
@@ -483,50 +486,3 @@ def _named(s: Settings, gathered: Gathered, name: str) -> str:
     if source is None:
         return f"{ENV_PREFIX}{name.upper()}={getattr(s, name)}"
     return label(_FIELDS[name], source, ENV_PREFIX)
-
-
-def _check(s: Settings) -> list[tuple[str, str]]:
-    """Rules beyond one field's bounds: (field, what is wrong) for each broken one."""
-    out: list[tuple[str, str]] = []
-    if not re.fullmatch(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)+", s.events_subject):
-        out.append(("events_subject", "must be dotted tokens, e.g. vivified.events"))
-    if s.gateway_workers > 1 and not hasattr(socket, "SO_REUSEPORT"):
-        out.append(("gateway_workers", "more than 1 needs SO_REUSEPORT (Linux, BSD): use 1"))
-    if s.egress_workers > 1 and not hasattr(socket, "SO_REUSEPORT"):
-        out.append(("egress_workers", "more than 1 needs SO_REUSEPORT (Linux, BSD): use 1"))
-    if s.admin_token and len(s.admin_token) < MIN_ADMIN_TOKEN_LENGTH:
-        out.append(
-            (
-                "admin_token",
-                f"must be at least {MIN_ADMIN_TOKEN_LENGTH} characters "
-                "(e.g. `python3 -c 'import secrets; print(secrets.token_urlsafe(32))'`)",
-            )
-        )
-    if s.nats_url and not all(re.fullmatch(r"\S+", u.strip()) for u in s.nats_url.split(",")):
-        out.append(
-            ("nats_url", "an empty or blank server in the list: nats://a:4222,nats://b:4222")
-        )
-    if s.database_url and not re.match(r"(postgres(ql)?|sqlite)(\+\w+)?://", s.database_url):
-        out.append(
-            (
-                "database_url",
-                "not a PostgreSQL or SQLite URL: postgresql://user@host/db, or empty for SQLite "
-                "in the data dir",
-            )
-        )
-    if s.egress_upstream_ca and not Path(s.egress_upstream_ca).expanduser().is_file():
-        out.append(("egress_upstream_ca", "no such file: give the path of a PEM file"))
-    if s.ca_key and len(s.ca_key) < MIN_CA_KEY_LENGTH:
-        out.append(("ca_key", f"must be at least {MIN_CA_KEY_LENGTH} characters"))
-    if s.ca_key and s.ca_key_file:
-        out.append(("ca_key_file", "give either VIVIFIED_CA_KEY or VIVIFIED_CA_KEY_FILE, not both"))
-    if s.ca_key_file and not Path(s.ca_key_file).expanduser().is_file():
-        out.append(("ca_key_file", "no such file: give the path of the key file"))
-    for low, high in (
-        ("health_degraded_after", "health_unhealthy_after"),
-        ("health_missed_heartbeats_degraded", "health_missed_heartbeats_unhealthy"),
-    ):
-        if getattr(s, low) > getattr(s, high):
-            out.append((low, f"must be at most {ENV_PREFIX}{high.upper()}={getattr(s, high)}"))
-    out.extend(oidc_problems(s))
-    return out
