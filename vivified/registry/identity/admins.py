@@ -105,47 +105,45 @@ async def ensure_bootstrap_admin(
         )
     now = time.time()
     async with sessions() as s, s.begin():
-        user = (
-            await s.execute(select(AdminUser).where(AdminUser.name == BOOTSTRAP_NAME))
-        ).scalar_one_or_none()
-        created = user is None
-        if user is None:
-            user = AdminUser(
-                id=uuid.uuid4().hex, name=BOOTSTRAP_NAME, scopes=list(SCOPES), created_at=now
-            )
-            s.add(user)
-            await s.flush()
+        user, created = await _bootstrap_user(s, now)
         if configured_token:
             digest = hash_secret(configured_token)
             exists = (
                 await s.execute(select(AdminToken).where(AdminToken.token_hash == digest))
             ).scalar_one_or_none()
             if exists is None:
-                s.add(
-                    AdminToken(
-                        id=uuid.uuid4().hex,
-                        user_id=user.id,
-                        name="VIVIFIED_ADMIN_TOKEN",
-                        token_hash=digest,
-                        scopes=list(SCOPES),
-                        created_at=now,
-                    )
-                )
+                s.add(_full_token(user.id, "VIVIFIED_ADMIN_TOKEN", digest, now))
             return None
         if not created:
             return None
         token, digest = new_secret(ADMIN_TOKEN_PREFIX)
-        s.add(
-            AdminToken(
-                id=uuid.uuid4().hex,
-                user_id=user.id,
-                name="bootstrap",
-                token_hash=digest,
-                scopes=list(SCOPES),
-                created_at=now,
-            )
-        )
+        s.add(_full_token(user.id, BOOTSTRAP_NAME, digest, now))
         return token
+
+
+async def _bootstrap_user(s: AsyncSession, now: float) -> tuple[AdminUser, bool]:
+    """The bootstrap admin, created with every scope when missing; True when just created."""
+    user = (
+        await s.execute(select(AdminUser).where(AdminUser.name == BOOTSTRAP_NAME))
+    ).scalar_one_or_none()
+    if user is not None:
+        return user, False
+    user = AdminUser(id=uuid.uuid4().hex, name=BOOTSTRAP_NAME, scopes=list(SCOPES), created_at=now)
+    s.add(user)
+    await s.flush()
+    return user, True
+
+
+def _full_token(user_id: str, name: str, digest: str, now: float) -> AdminToken:
+    """A bootstrap token: every scope, no expiry."""
+    return AdminToken(
+        id=uuid.uuid4().hex,
+        user_id=user_id,
+        name=name,
+        token_hash=digest,
+        scopes=list(SCOPES),
+        created_at=now,
+    )
 
 
 async def authenticate_admin(
@@ -369,15 +367,7 @@ async def reset_bootstrap_token(
     now = time.time()
     token, digest = new_secret(ADMIN_TOKEN_PREFIX)
     async with sessions() as s, s.begin():
-        user = (
-            await s.execute(select(AdminUser).where(AdminUser.name == BOOTSTRAP_NAME))
-        ).scalar_one_or_none()
-        if user is None:
-            user = AdminUser(
-                id=uuid.uuid4().hex, name=BOOTSTRAP_NAME, scopes=list(SCOPES), created_at=now
-            )
-            s.add(user)
-            await s.flush()
+        user, _ = await _bootstrap_user(s, now)
         user.disabled = False
         user.scopes = list(SCOPES)
         old = (
@@ -395,14 +385,5 @@ async def reset_bootstrap_token(
         )
         for row in old:
             row.revoked_at = now
-        s.add(
-            AdminToken(
-                id=uuid.uuid4().hex,
-                user_id=user.id,
-                name=BOOTSTRAP_NAME,
-                token_hash=digest,
-                scopes=list(SCOPES),
-                created_at=now,
-            )
-        )
+        s.add(_full_token(user.id, BOOTSTRAP_NAME, digest, now))
     return token, [row.id for row in old]
