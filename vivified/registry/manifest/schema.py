@@ -10,6 +10,7 @@ import functools
 from typing import Any
 
 from vivified.registry.event_catalogue import CATALOGUE
+from vivified.registry.manifest.report import MAX_ITEMS
 from vivified.registry.manifest.rules import (
     AUDIT_LEVELS,
     CLASSIFICATIONS,
@@ -20,7 +21,6 @@ from vivified.registry.manifest.rules import (
     HIPAA_RE,
     ID_MAX,
     ID_MIN,
-    MAX_ITEMS,
     NAME_MAX,
     PATH_MAX,
     SEMVER_RE,

@@ -7,20 +7,17 @@ import re
 from typing import Any
 
 from vivified.registry.event_catalogue import can_receive, event_type
-from vivified.registry.manifest.rules import (
-    AUDIT_LEVELS,
-    CLASSIFICATIONS,
-    HIPAA_RE,
+from vivified.registry.manifest.report import (
     Report,
     is_int,
     is_number,
     obj,
-    path_problem,
     pointer,
     show,
     string_list,
     wrong_type,
 )
+from vivified.registry.manifest.rules import AUDIT_LEVELS, CLASSIFICATIONS, HIPAA_RE, path_problem
 
 
 def check_security(r: Report, value: object) -> dict[str, Any] | None:

@@ -10,6 +10,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from vivified.registry.event_catalogue import can_receive
+from vivified.registry.manifest.report import (
+    Problem,
+    Report,
+    is_int,
+    obj,
+    pointer,
+    show,
+    string_list,
+)
 from vivified.registry.manifest.rules import (
     AUDIT_LEVELS,
     CONTRACT_RE,
@@ -18,8 +27,6 @@ from vivified.registry.manifest.rules import (
     RESERVED_IDS,
     TOP_LEVEL_FIELDS,
     TRAIT_RE,
-    Problem,
-    Report,
     check_base_url,
     check_description,
     check_docs,
@@ -29,11 +36,6 @@ from vivified.registry.manifest.rules import (
     check_name,
     check_plugin_id,
     check_version,
-    is_int,
-    obj,
-    pointer,
-    show,
-    string_list,
 )
 from vivified.registry.manifest.sections import (
     check_compliance,
