@@ -10,12 +10,12 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 from support.procs import ADMIN_TOKEN, CoreProcess, admin_headers, clean_env
+from support.up import read_banner
 
 
 def reset(data: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -51,18 +51,6 @@ def status_and_reason(url: str, token: str) -> tuple[int, str]:
     assert r.headers["content-type"].startswith("application/problem+json"), r.text
     assert token not in r.text
     return r.status_code, r.json()["reason"]
-
-
-def read_banner(proc: subprocess.Popen[str]) -> str:
-    assert proc.stdout is not None
-    banner = ""
-    deadline = time.monotonic() + 60
-    while "Press Ctrl-C" not in banner:
-        line = proc.stdout.readline()
-        assert line or proc.poll() is None, banner
-        banner += line
-        assert time.monotonic() < deadline, banner
-    return banner
 
 
 def test_reset_replaces_the_token_of_a_running_up(tmp_path: Path) -> None:

@@ -12,22 +12,7 @@ from pathlib import Path
 
 import httpx
 from support.procs import ADMIN_TOKEN, clean_env
-
-
-def children_of(pid: int) -> list[int]:
-    out: list[int] = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        text = (task / "children").read_text().split()
-        out += [int(x) for x in text]
-    return out
-
-
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().split(")")[1].split()[0]
-    except FileNotFoundError:
-        return False
-    return state != "Z"
+from support.up import alive, children_of, read_banner
 
 
 def test_up_runs_everything_and_stops_cleanly(tmp_path: Path) -> None:
@@ -83,18 +68,6 @@ def test_up_runs_everything_and_stops_cleanly(tmp_path: Path) -> None:
     while any(alive(k) for k in kids) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not any(alive(k) for k in kids)
-
-
-def read_banner(proc: subprocess.Popen[str]) -> str:
-    assert proc.stdout is not None
-    banner = ""
-    deadline = time.monotonic() + 60
-    while "Press Ctrl-C" not in banner:
-        line = proc.stdout.readline()
-        assert line or proc.poll() is None, banner
-        banner += line
-        assert time.monotonic() < deadline, banner
-    return banner
 
 
 def pasted_commands(banner: str) -> str:

@@ -15,33 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 from support.procs import ADMIN_TOKEN, CoreProcess, clean_env
-
-
-def children_of(pid: int) -> list[int]:
-    out: list[int] = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        out += [int(x) for x in (task / "children").read_text().split()]
-    return out
-
-
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().split(")")[1].split()[0]
-    except FileNotFoundError:
-        return False
-    return state != "Z"
-
-
-def read_banner(proc: subprocess.Popen[str]) -> str:
-    assert proc.stdout is not None
-    banner = ""
-    deadline = time.monotonic() + 60
-    while "Press Ctrl-C" not in banner:
-        line = proc.stdout.readline()
-        assert line or proc.poll() is None, banner
-        banner += line
-        assert time.monotonic() < deadline, banner
-    return banner
+from support.up import alive, children_of, read_banner
 
 
 @dataclass

@@ -44,6 +44,19 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
+def read_banner(proc: subprocess.Popen[str]) -> str:
+    """The banner `up` prints on its stdout (a text pipe), up to its last line (60 s at most)."""
+    assert proc.stdout is not None
+    banner = ""
+    deadline = time.monotonic() + 60
+    while "Press Ctrl-C" not in banner:
+        line = proc.stdout.readline()
+        assert line or proc.poll() is None, banner
+        banner += line
+        assert time.monotonic() < deadline, banner
+    return banner
+
+
 def rss_kib(pid: int) -> int:
     """Resident set size of `pid` in KiB (0 once it is gone)."""
     try:
