@@ -13,7 +13,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -21,6 +21,7 @@ import pytest
 from support.audit import assert_chain_ok
 from support.procfs import children, established, listening, socket_inodes
 from support.procs import CoreProcess, admin_headers
+from support.waiting import eventually
 
 from vivified.config.children import ChildFailed
 from vivified.gateway.workers import MAX_RESTARTS, Workers
@@ -35,13 +36,6 @@ def gateway(tmp_path: Path) -> Iterator[CoreProcess]:
         yield gw
     finally:
         gw.stop()
-
-
-def wait_for(check: Callable[[], bool], bound: float = 60) -> None:
-    deadline = time.monotonic() + bound
-    while not check():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.1)
 
 
 def lane_call(conn: socket.socket, target: str) -> bytes:
@@ -78,7 +72,7 @@ def test_workers_share_the_port_and_one_audit_chain(gateway: CoreProcess) -> Non
             assert r.status_code == 200, r.text
             return len(r.json()["items"])
 
-        wait_for(lambda: recorded() >= CONNECTIONS)
+        eventually(lambda: recorded() >= CONNECTIONS, timeout=60)
         assert recorded() == CONNECTIONS
     assert_chain_ok(gateway.env)
 
@@ -90,14 +84,14 @@ def test_a_dead_worker_is_replaced_and_stopping_ends_all(gateway: CoreProcess) -
     (its_listener,) = socket_inodes(victim) & listening(gateway.port)
     os.kill(victim, signal.SIGKILL)
     survivor = first - {victim}
-    wait_for(lambda: victim not in children(gateway.proc.pid))  # type: ignore[union-attr]
+    eventually(lambda: victim not in children(gateway.proc.pid), timeout=60)  # type: ignore[union-attr]
     # A zombie can still hold its listener for a moment: wait until the kernel closed it.
-    wait_for(lambda: its_listener not in listening(gateway.port))
+    eventually(lambda: its_listener not in listening(gateway.port), timeout=60)
     with httpx.Client(base_url=gateway.url, trust_env=False, timeout=30) as c:
         # New connections reach the survivor at once: the dead process's listener is gone.
         for _ in range(20):
             assert c.get("/readyz", headers={"Connection": "close"}).status_code == 200
-        wait_for(lambda: "replaces it" in gateway.log())  # the replacement listens
+        eventually(lambda: "replaces it" in gateway.log(), timeout=60)  # the replacement listens
         now = children(gateway.proc.pid)
         assert len(now) == 2
         assert survivor < now

@@ -132,16 +132,6 @@ class Nats:
             self.proc.wait()
 
 
-def wait_for(check: Callable[[], Any], bound: float = 15) -> Any:
-    deadline = time.monotonic() + bound
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
-
-
 async def until(check: Callable[[], Any], bound: float = 15) -> Any:
     """Poll `check` (sync or async) without blocking the event loop."""
     import asyncio

@@ -12,7 +12,7 @@ T = TypeVar("T")
 STEP = 0.05  # seconds between two checks
 
 
-def eventually(check: Callable[[], T], timeout: float = 10.0, what: str = "condition") -> T:
+def eventually(check: Callable[[], T], timeout: float = 15.0, what: str = "condition") -> T:
     """`check()`'s first truthy answer, polled every 50 ms; fails the test after `timeout` s."""
     deadline = time.monotonic() + timeout
     while True:
@@ -25,7 +25,7 @@ def eventually(check: Callable[[], T], timeout: float = 10.0, what: str = "condi
 
 
 async def eventually_async(
-    check: Callable[[], T | Awaitable[T]], timeout: float = 10.0, what: str = "condition"
+    check: Callable[[], T | Awaitable[T]], timeout: float = 15.0, what: str = "condition"
 ) -> T:
     """The async twin of `eventually`: `check` may be a plain or an async callable."""
     deadline = time.monotonic() + timeout

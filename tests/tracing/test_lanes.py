@@ -4,8 +4,7 @@ of the call names the trace. An invalid traceparent is replaced by a new trace."
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from support.audit import wait_for_audit
 from support.manifests import seed, simple
 from support.procs import CoreProcess, admin_headers, register, registration_token
 from support.upstream import serve_in_thread
+from support.waiting import eventually
 
 from vivified.config.nats_server import ManagedNats
 from vivified.policy.tracecontext import parse_traceparent
@@ -71,14 +71,6 @@ class World:
         return self.client.post("/events", json=body, headers={**auth, **headers})
 
 
-def wait_for(check: Callable[[], bool], bound: float = 15) -> None:
-    deadline = time.monotonic() + bound
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.05)
-
-
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     tmp = Path(tmp_path_factory.mktemp("tracing"))
@@ -116,7 +108,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
                 r = c.get("/admin/events/subscribers", headers=admin_headers())
                 return any(i.get("pending") is not None for i in r.json()["items"])
 
-            wait_for(subscribed)
+            eventually(subscribed)
             yield World(gw, rec, tokens, c)
     finally:
         if gw is not None:
@@ -201,7 +193,7 @@ def test_event_carries_the_trace_to_the_subscriber(world: World) -> None:
     r = world.publish({"traceparent": CALLER_PARENT, "tracestate": "vendor=2"})
     assert r.status_code == 202, r.text
     eid = r.json()["id"]
-    wait_for(lambda: any(e["id"] == eid for e, _ in world.rec.events))
+    eventually(lambda: any(e["id"] == eid for e, _ in world.rec.events))
     event, headers = next((e, h) for e, h in world.rec.events if e["id"] == eid)
     # the CloudEvents distributed-tracing extension: core's publish span as the parent
     publish_span = _continued(event["traceparent"], TRACE)
@@ -224,7 +216,7 @@ def test_event_with_invalid_traceparent_gets_a_new_trace(world: World) -> None:
     r = world.publish({"traceparent": f"00-{TRACE}-{'0' * 16}-01"})
     assert r.status_code == 202, r.text
     eid = r.json()["id"]
-    wait_for(lambda: any(e["id"] == eid for e, _ in world.rec.events))
+    eventually(lambda: any(e["id"] == eid for e, _ in world.rec.events))
     event, headers = next((e, h) for e, h in world.rec.events if e["id"] == eid)
     parsed = parse_traceparent(event["traceparent"])
     assert parsed is not None

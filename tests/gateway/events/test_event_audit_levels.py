@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -21,6 +19,7 @@ from support.audit import audit_barrier, audit_records, wait_for_audit
 from support.manifests import simple
 from support.procs import CoreProcess, admin_headers, register, registration_token
 from support.upstream import serve_in_thread
+from support.waiting import eventually
 
 from vivified.config.nats_server import ManagedNats
 from vivified.policy.audit_levels import COMPLETE_FIELDS, DETAILED_FIELDS
@@ -39,13 +38,6 @@ class Hook:
         body = await request.body()
         self.got.setdefault(request.path_params["who"], []).append(body)
         return Response(ANSWER, media_type="application/json")
-
-
-def wait_for(check: Any, bound: float = 15) -> None:
-    deadline = time.monotonic() + bound
-    while not check():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.05)
 
 
 @dataclass
@@ -96,7 +88,7 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
                 items = c.get("/admin/events/subscribers", headers=admin_headers()).json()["items"]
                 return len([i for i in items if i.get("pending") == 0]) == len(LEVELS)
 
-            wait_for(ready)
+            eventually(ready)
             yield Rig(c, hook, tokens)
     finally:
         gw.stop()
@@ -125,7 +117,9 @@ def test_each_level_records_exactly_its_fields(
         "/events", json={"type": "UserDeleted", "data": {"user_id": "u"}}, headers=auth
     )
     assert refused.json()["reason"] == "not_declared"
-    wait_for(lambda: any(eid.encode() in b for b in rig.hook.got.get(f"sub-{level}", [])))
+    eventually(
+        lambda: any(eid.encode() in b for b in rig.hook.got.get(f"sub-{level}", [])), timeout=15
+    )
     (denial,) = wait_for_audit(
         c, lane="events", actor=f"pub-{level}", decision="deny", action="publish"
     )

@@ -18,6 +18,7 @@ from support.audit import wait_for_audit
 from support.manifests import simple
 from support.procs import CoreProcess, admin_headers, register, registration_token
 from support.upstream import serve_in_thread
+from support.waiting import eventually
 from vivified_sdk.assertion import verify_assertion
 
 from vivified.config.nats_server import ManagedNats
@@ -34,13 +35,6 @@ class Hook:
 
     def of(self, kind: str, plugin: str) -> list[tuple[float, dict[str, Any], dict[str, str]]]:
         return [g for g in self.got if g[1]["type"] == kind and g[1]["data"]["plugin_id"] == plugin]
-
-
-def wait_for(check: Any, bound: float = 15) -> None:
-    deadline = time.monotonic() + bound
-    while not check():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.02)
 
 
 @dataclass
@@ -76,7 +70,7 @@ def rig(tmp_path: Path) -> Iterator[Rig]:
                 items = c.get("/admin/events/subscribers", headers=admin_headers()).json()["items"]
                 return any(i["subscriber"] == "watcher" and i.get("pending") == 0 for i in items)
 
-            wait_for(ready)
+            eventually(ready)
             yield Rig(gw, c, hook)
     finally:
         gw.stop()
@@ -96,7 +90,7 @@ def test_lifecycle_events_reach_a_subscriber_with_core_assertion(rig: Rig) -> No
     c, hook = rig.client, rig.hook
     r = register(c, simple("victim"), registration_token(c))
     assert r.status_code == 201, r.text
-    wait_for(lambda: hook.of("PluginRegistered", "victim"))
+    eventually(lambda: hook.of("PluginRegistered", "victim"))
     (_, registered, headers) = hook.of("PluginRegistered", "victim")[0]
     assert registered["source"] == "vivified://core"
     assert registered["data"] == {"plugin_id": "victim", "version": "1.0.0", "status": "active"}
@@ -113,7 +107,7 @@ def test_lifecycle_events_reach_a_subscriber_with_core_assertion(rig: Rig) -> No
     asked = time.monotonic()
     r = c.post("/plugins/victim/disable", headers=admin_headers())
     assert r.status_code == 200, r.text
-    wait_for(lambda: hook.of("PluginStatusChanged", "victim"), bound=5)
+    eventually(lambda: hook.of("PluginStatusChanged", "victim"), timeout=5)
     (arrived, changed, _) = hook.of("PluginStatusChanged", "victim")[0]
     assert arrived - asked < 1.0, f"delivered after {arrived - asked:.2f}s"
     (rec,) = wait_for_audit(c, lane="registry", action="disable", target="victim")
@@ -128,7 +122,7 @@ def test_lifecycle_events_reach_a_subscriber_with_core_assertion(rig: Rig) -> No
 
     r = c.delete("/plugins/victim", headers=admin_headers())
     assert r.status_code == 204, r.text
-    wait_for(lambda: hook.of("PluginUnregistered", "victim"))
+    eventually(lambda: hook.of("PluginUnregistered", "victim"))
     assert hook.of("PluginUnregistered", "victim")[0][1]["data"] == {
         "plugin_id": "victim",
         "actor": rec["actor"],

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ from support.backends import BACKENDS, registry_url
 from support.manifests import seed, simple
 from support.procs import CoreProcess, admin_headers, register, registration_token
 from support.upstream import serve_in_thread
+from support.waiting import eventually
 from vivified_sdk.assertion import verify_assertion
 
 from vivified.config.nats_server import ManagedNats
@@ -79,15 +80,6 @@ class Lane:
             timeout=10,
             headers={"Authorization": f"Bearer {self.tokens[who]}"},
         )
-
-
-def wait_for(check: Callable[[], bool], bound: float = 15) -> None:
-    deadline = time.monotonic() + bound
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.05)
-    raise AssertionError("condition not met in time")
 
 
 def _subscribers(gw: CoreProcess) -> list[dict[str, Any]]:
@@ -162,7 +154,7 @@ def lane(tmp_path: Path, registry: str) -> Iterator[Lane]:
                 tokens[m["id"]] = r.json()["token"]
             for pid in ("hr-app", "acct"):
                 assert c.post(f"/plugins/{pid}/enable", headers=admin_headers()).status_code == 200
-            wait_for(lambda: consumers_ready(gw, "acct", "files"))
+            eventually(lambda: consumers_ready(gw, "acct", "files"))
             yield Lane(nats, int(url.rsplit(":", 1)[1]), env, gw, hook, tokens)
     finally:
         gw.stop()
@@ -184,7 +176,7 @@ def test_publish_is_delivered_with_an_assertion(lane: Lane) -> None:
     assert r.status_code == 202, r.text
     assert len(r.headers["x-vivified-request-id"]) == 32
     eid = r.json()["id"]
-    wait_for(lambda: eid in lane.hook.ids())
+    eventually(lambda: eid in lane.hook.ids())
     event, headers = lane.hook.got[lane.hook.ids().index(eid)]
     assert {k: event[k] for k in ("specversion", "type", "source", "datacontenttype")} == {
         "specversion": "1.0",
@@ -200,7 +192,7 @@ def test_publish_is_delivered_with_an_assertion(lane: Lane) -> None:
     assert claims["sub"] == "hr-app"
     assert claims["rid"] == eid
     # the pii event went to acct (handles_pii) only; files (no pii trait) never saw it
-    wait_for(lambda: settled(lane.gw, "acct", "files"))
+    eventually(lambda: settled(lane.gw, "acct", "files"))
     assert lane.hook.ids().count(eid) == 1
 
 
@@ -269,8 +261,10 @@ def test_same_id_twice_is_accepted_and_delivered_once(lane: Lane) -> None:
     for _ in range(2):
         r = lane.publish({"type": "UserCreated", "data": USER, "id": eid})
         assert (r.status_code, r.json()["id"]) == (202, eid)
-    wait_for(lambda: eid in lane.hook.ids())
-    wait_for(lambda: settled(lane.gw, "acct"))  # a second delivery would have come by now
+    eventually(lambda: eid in lane.hook.ids())
+    eventually(
+        lambda: settled(lane.gw, "acct"), timeout=15
+    )  # a second delivery would have come by now
     assert lane.hook.ids().count(eid) == 1
 
 
@@ -292,8 +286,10 @@ def test_same_id_from_two_publishers_is_two_events(lane: Lane) -> None:
     def got() -> list[tuple[dict[str, Any], dict[str, str]]]:
         return [(e, h) for e, h in lane.hook.got if e["id"] == eid]
 
-    wait_for(lambda: len(got()) >= 2)
-    wait_for(lambda: settled(lane.gw, "files"))  # a duplicate delivery would have come by now
+    eventually(lambda: len(got()) >= 2)
+    eventually(
+        lambda: settled(lane.gw, "files"), timeout=15
+    )  # a duplicate delivery would have come by now
     by_source = {e["source"]: (e, h) for e, h in got()}
     assert len(got()) == 2
     assert set(by_source) == {"vivified://plugins/hr-app", "vivified://plugins/uploader"}
@@ -313,7 +309,7 @@ def test_same_id_from_two_publishers_is_two_events(lane: Lane) -> None:
         return sorted(a["reason"] for a in items if a["request_id"] == eid)
 
     both = ["accepted", "duplicate"]  # each publisher's repeat is its own duplicate only
-    wait_for(lambda: reasons("hr-app") == both and reasons("uploader") == both)
+    eventually(lambda: reasons("hr-app") == both and reasons("uploader") == both)
 
 
 def test_a_subscriber_down_for_a_while_gets_everything_in_order(lane: Lane) -> None:
@@ -321,9 +317,11 @@ def test_a_subscriber_down_for_a_while_gets_everything_in_order(lane: Lane) -> N
     ids = [f"order-{i}-{uuid.uuid4().hex[:6]}" for i in range(4)]
     for eid in ids:
         assert lane.publish({"type": "UserCreated", "data": USER, "id": eid}).status_code == 202
-    wait_for(lambda: ids[0] in lane.hook.refused)  # delivery was tried while it was down
+    eventually(
+        lambda: ids[0] in lane.hook.refused, timeout=15
+    )  # delivery was tried while it was down
     lane.hook.up = True
-    wait_for(lambda: all(e in lane.hook.ids() for e in ids))
+    eventually(lambda: all(e in lane.hook.ids() for e in ids))
     got = [e for e in lane.hook.ids() if e in ids]
     assert got == ids
 
@@ -342,7 +340,7 @@ def test_dead_letter_after_max_attempts_then_replay(lane: Lane) -> None:
         ).json()["items"]
         return [i for i in items if i["event"]["id"] == eid]
 
-    wait_for(lambda: bool(dead()), bound=20)
+    eventually(lambda: bool(dead()), timeout=20)
     item = dead()[0]
     assert (item["subscriber"], item["attempts"]) == ("acct", 5)
     lane.hook.up = True
@@ -357,7 +355,7 @@ def test_dead_letter_after_max_attempts_then_replay(lane: Lane) -> None:
         ).json()["items"]  # type: ignore[arg-type]
         return {a["action"] for a in items}
 
-    wait_for(lambda: {"retry", "dead_letter", "replay"} <= actions())
+    eventually(lambda: {"retry", "dead_letter", "replay"} <= actions())
 
 
 def test_nats_stopped_is_503_and_publishing_resumes(lane: Lane) -> None:
@@ -367,7 +365,9 @@ def test_nats_stopped_is_503_and_publishing_resumes(lane: Lane) -> None:
     assert r.json()["reason"] == "stream_unavailable"
     assert int(r.headers["retry-after"]) >= 1
     lane.nats.start(port=lane.nats_port)
-    wait_for(lambda: lane.publish({"type": "UserCreated", "data": USER}).status_code == 202)
+    eventually(
+        lambda: lane.publish({"type": "UserCreated", "data": USER}).status_code == 202, timeout=15
+    )
 
 
 def test_gateway_restart_mid_stream_loses_nothing(lane: Lane) -> None:
@@ -379,7 +379,7 @@ def test_gateway_restart_mid_stream_loses_nothing(lane: Lane) -> None:
         ids.append(r.json()["id"])
         if i == 4:
             lane.gw.restart()
-    wait_for(lambda: all(e in lane.hook.ids() for e in ids), bound=30)
+    eventually(lambda: all(e in lane.hook.ids() for e in ids), timeout=30)
     assert [e for e in lane.hook.ids() if e in ids] == ids
 
 
@@ -387,10 +387,12 @@ def test_gateway_restart_mid_stream_loses_nothing(lane: Lane) -> None:
 def test_two_replicas_deliver_each_event_once(lane: Lane, tmp_path: Path) -> None:
     other = CoreProcess("gateway", tmp_path / "gw2", lane.env).start()
     try:
-        wait_for(lambda: consumers_ready(other, "acct"))
+        eventually(lambda: consumers_ready(other, "acct"))
         ids = [lane.publish({"type": "UserCreated", "data": USER}).json()["id"] for _ in range(20)]
-        wait_for(lambda: all(e in lane.hook.ids() for e in ids), bound=30)
-        wait_for(lambda: settled(lane.gw, "acct"))  # a second delivery would have come by now
+        eventually(lambda: all(e in lane.hook.ids() for e in ids), timeout=30)
+        eventually(
+            lambda: settled(lane.gw, "acct"), timeout=15
+        )  # a second delivery would have come by now
         assert all(lane.hook.ids().count(e) == 1 for e in ids)
     finally:
         other.stop()
@@ -438,7 +440,9 @@ def test_cluster_style_on_the_machine_nats(tmp_path: Path) -> None:
                 events={"subscribes": ["FileStored"]},
             )
             assert register(c, sub, registration_token(c)).status_code == 201
-            wait_for(lambda: consumers_ready(a, "files") and consumers_ready(b, "files"))
+            eventually(
+                lambda: consumers_ready(a, "files") and consumers_ready(b, "files"), timeout=15
+            )
             ids = []
             for i in range(20):
                 r = c.post(
@@ -448,8 +452,10 @@ def test_cluster_style_on_the_machine_nats(tmp_path: Path) -> None:
                 )
                 assert r.status_code == 202, r.text
                 ids.append(r.json()["id"])
-            wait_for(lambda: all(e in hook.ids() for e in ids), bound=30)
-            wait_for(lambda: settled(a, "files"))  # a second delivery would have come by now
+            eventually(lambda: all(e in hook.ids() for e in ids), timeout=30)
+            eventually(
+                lambda: settled(a, "files"), timeout=15
+            )  # a second delivery would have come by now
             assert [e for e in hook.ids() if e in ids] == ids  # once each, in order
     finally:
         a.stop()
@@ -489,10 +495,10 @@ def test_lanes_run_in_parallel_and_keep_one_entitys_events_in_order(lane: Lane) 
         ids.append("free-" + uuid.uuid4().hex[:8])
         body = {"type": "UserCreated", "data": USER, "id": ids[-1], "subject": subject}
         assert lane.publish(body).status_code == 202
-    wait_for(lambda: all(e in lane.hook.ids() for e in ids), bound=6)
+    eventually(lambda: all(e in lane.hook.ids() for e in ids), timeout=6)
     assert first not in lane.hook.ids()
     assert second not in lane.hook.ids()  # waits behind `first` in its lane
     lane.hook.hold.clear()
-    wait_for(lambda: second in lane.hook.ids())
+    eventually(lambda: second in lane.hook.ids())
     got = lane.hook.ids()
     assert got.index(first) < got.index(second)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from support.backends import BACKENDS, registry_env, registry_url
 from support.manifests import simple
 from support.procs import CoreProcess, admin_headers, register, registration_token
 from support.upstream import serve_in_thread
+from support.waiting import eventually
 
 FAST = {"VIVIFIED_HEALTH_INTERVAL": "0.3", "VIVIFIED_HEALTH_TIMEOUT": "0.2"}
 
@@ -75,15 +76,6 @@ def polled_manifest(pid: str, url: str) -> dict[str, Any]:
     return simple(pid, base_url=url, health_check={"type": "http", "port": port, "path": "/health"})
 
 
-def wait_for(pred: Callable[[], bool], timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return
-        time.sleep(0.05)
-    raise AssertionError("condition not reached in time")
-
-
 def health(c: httpx.Client, pid: str) -> dict[str, Any]:
     r = c.get(f"/plugins/{pid}/health", headers=admin_headers())
     assert r.status_code == 200, r.text
@@ -102,14 +94,14 @@ def test_flaky_upstream_walks_the_states(
             assert (
                 register(c, polled_manifest("flaky", url), registration_token(c)).status_code == 201
             )
-            wait_for(lambda: health(c, "flaky")["state"] == "healthy")
+            eventually(lambda: health(c, "flaky")["state"] == "healthy")
             assert health(c, "flaky")["metrics"]["uptime"] == 12.5
             f.mode = "error"
-            wait_for(lambda: health(c, "flaky")["state"] == "degraded")
+            eventually(lambda: health(c, "flaky")["state"] == "degraded")
             f.mode = "hang"
-            wait_for(lambda: health(c, "flaky")["state"] == "unhealthy")
+            eventually(lambda: health(c, "flaky")["state"] == "unhealthy")
             f.mode = "ok"
-            wait_for(lambda: health(c, "flaky")["state"] == "healthy")
+            eventually(lambda: health(c, "flaky")["state"] == "healthy")
             path = [(h["from"], h["to"]) for h in health(c, "flaky")["history"]]
             assert path == [
                 ("unknown", "healthy"),
@@ -144,8 +136,8 @@ def test_heartbeats_keep_a_plugin_healthy_and_their_absence_degrades(tmp_path: P
                 assert r.json()["state"] == "healthy"
                 time.sleep(0.2)  # part of the test: beats 0.2 s apart keep it healthy
             assert health(c, "beater")["state"] == "healthy"
-            wait_for(lambda: health(c, "beater")["state"] == "degraded", timeout=5)
-            wait_for(lambda: health(c, "beater")["state"] == "unhealthy", timeout=5)
+            eventually(lambda: health(c, "beater")["state"] == "degraded", timeout=5)
+            eventually(lambda: health(c, "beater")["state"] == "unhealthy", timeout=5)
             other = c.post("/plugins/someone-else/heartbeat", json={}, headers=auth)
             assert other.status_code == 403
             bad = c.post("/plugins/beater/heartbeat", json={"status": 5}, headers=auth)
@@ -170,7 +162,7 @@ def test_auto_quarantine_disables_with_reason(
         with httpx.Client(base_url=gw.url, trust_env=False) as c:
             register(c, polled_manifest("sickly", url), registration_token(c))
             f.mode = "error"
-            wait_for(
+            eventually(
                 lambda: (
                     c.get("/plugins/sickly", headers=admin_headers()).json()["status"] == "disabled"
                 )
@@ -203,7 +195,7 @@ def test_two_replicas_never_poll_the_same_plugin(tmp_path: Path, registry: dict[
                     assert (
                         register(c, polled_manifest(f"polled-{i}", url), token).status_code == 201
                     )
-            wait_for(lambda: all(f.replicas for f in flakies))  # every plugin is polled
+            eventually(lambda: all(f.replicas for f in flakies))  # every plugin is polled
             window = time.monotonic()
             time.sleep(1.5)  # part of the test: watch five poll intervals of both replicas
             for f in flakies:
@@ -212,7 +204,7 @@ def test_two_replicas_never_poll_the_same_plugin(tmp_path: Path, registry: dict[
             # Kill one replica: the other takes over all of its plugins.
             a.stop()
             stopped = time.monotonic()
-            wait_for(lambda: all(any(t >= stopped for t, _ in f.replicas) for f in flakies))
+            eventually(lambda: all(any(t >= stopped for t, _ in f.replicas) for f in flakies))
             handover = time.monotonic()
             time.sleep(1.5)  # part of the test: watch five poll intervals after the handover
             survivors = {r for f in flakies for t, r in f.replicas if t >= handover}
@@ -236,16 +228,16 @@ def test_an_unhealthy_target_is_refused_on_the_operator_lane(
             r = register(c, simple("caller", dependencies=["sick"]), registration_token(c))
             assert r.status_code == 201, r.text
             auth = {"Authorization": f"Bearer {r.json()['token']}"}
-            wait_for(lambda: health(c, "sick")["state"] == "healthy")
+            eventually(lambda: health(c, "sick")["state"] == "healthy")
             assert c.get("/sick/items/1", headers=auth).status_code == 200
             f.mode = "error"
-            wait_for(lambda: health(c, "sick")["state"] == "unhealthy")
-            wait_for(lambda: c.get("/sick/items/1", headers=auth).status_code == 503)
+            eventually(lambda: health(c, "sick")["state"] == "unhealthy")
+            eventually(lambda: c.get("/sick/items/1", headers=auth).status_code == 503)
             refused = c.get("/sick/items/1", headers=auth)
             assert refused.json()["reason"] == "target_unhealthy"
             assert int(refused.headers["retry-after"]) >= 1
             f.mode = "ok"
-            wait_for(lambda: c.get("/sick/items/1", headers=auth).status_code == 200)
+            eventually(lambda: c.get("/sick/items/1", headers=auth).status_code == 200)
     finally:
         gw.stop()
 
@@ -266,9 +258,9 @@ def test_tcp_health_checks_follow_the_listener(tmp_path: Path) -> None:
                 health_check={"type": "tcp", "port": port},
             )
             assert register(c, m, registration_token(c)).status_code == 201
-            wait_for(lambda: health(c, "tcpcheck")["state"] == "healthy")
+            eventually(lambda: health(c, "tcpcheck")["state"] == "healthy")
             listener.close()
-            wait_for(lambda: health(c, "tcpcheck")["state"] == "unhealthy")
+            eventually(lambda: health(c, "tcpcheck")["state"] == "unhealthy")
     finally:
         listener.close()
         gw.stop()
@@ -285,7 +277,7 @@ def test_a_healthy_heartbeat_does_not_lift_poll_derived_unhealthy(
             assert r.status_code == 201, r.text
             auth = {"Authorization": f"Bearer {r.json()['token']}"}
             f.mode = "error"
-            wait_for(lambda: health(c, "liar")["state"] == "unhealthy")
+            eventually(lambda: health(c, "liar")["state"] == "unhealthy")
             for status in (None, "healthy", "ok"):
                 beat = c.post(
                     "/plugins/liar/heartbeat",
@@ -300,7 +292,7 @@ def test_a_healthy_heartbeat_does_not_lift_poll_derived_unhealthy(
                 assert record["last_heartbeat"] is not None
             assert all(h["source"] != "heartbeat" for h in health(c, "liar")["history"])
             f.mode = "ok"
-            wait_for(lambda: health(c, "liar")["state"] == "healthy")
+            eventually(lambda: health(c, "liar")["state"] == "healthy")
             worse = c.post("/plugins/liar/heartbeat", json={"status": "degraded"}, headers=auth)
             assert worse.json()["state"] == "degraded"
     finally:

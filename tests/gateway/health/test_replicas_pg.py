@@ -12,7 +12,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,7 @@ from support.audit import wait_for_audit
 from support.manifests import simple
 from support.procs import CoreProcess, admin_headers, register, registration_token
 from support.upstream import serve_in_thread
+from support.waiting import eventually
 
 FAST = {"VIVIFIED_HEALTH_INTERVAL": "0.3", "VIVIFIED_HEALTH_TIMEOUT": "0.2"}
 
@@ -74,15 +75,6 @@ def sick() -> Iterator[tuple[Sick, str]]:
         yield s, url
 
 
-def wait_for(pred: Callable[[], bool], timeout: float = 15) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return
-        time.sleep(0.05)
-    raise AssertionError("condition not reached in time")
-
-
 def health(c: httpx.Client, pid: str) -> dict[str, Any]:
     r = c.get(f"/plugins/{pid}/health", headers=admin_headers())
     assert r.status_code == 200, r.text
@@ -105,20 +97,20 @@ def test_unhealthy_exactly_at_the_third_real_failed_poll(
     try:
         with httpx.Client(base_url=a.url, trust_env=False, timeout=30) as ca:
             assert register(ca, manifest, registration_token(ca)).status_code == 201
-            wait_for(lambda: health(ca, "sick")["state"] == "healthy")
+            eventually(lambda: health(ca, "sick")["state"] == "healthy")
         # A holds the plugin's lease; B joins and waits for it.
         b = CoreProcess("gateway", tmp_path / "b", env).start()
         watch = b if handover else a
         with httpx.Client(base_url=watch.url, trust_env=False, timeout=30) as c:
-            wait_for(lambda: health(c, "sick")["state"] == "healthy")
+            eventually(lambda: health(c, "sick")["state"] == "healthy")
             since = time.time()
             s.failing = True
             if handover:
                 # A stops after the first failed poll it served; B takes the lease over while
                 # the failures go on.
-                wait_for(lambda: s.failed_before(time.time(), since) >= 1)
+                eventually(lambda: s.failed_before(time.time(), since) >= 1)
                 a.stop()
-            wait_for(lambda: health(c, "sick")["state"] == "unhealthy")
+            eventually(lambda: health(c, "sick")["state"] == "unhealthy")
             history = health(c, "sick")["history"]
             turned = {h["to"]: h["time"] for h in history if h["time"] >= since}
             assert list(turned) == ["degraded", "unhealthy"], history
@@ -158,22 +150,24 @@ def test_a_stale_poll_of_a_replica_that_lost_the_lease_is_not_counted(
     try:
         with httpx.Client(base_url=a.url, trust_env=False, timeout=30) as ca:
             assert register(ca, manifest, registration_token(ca)).status_code == 201
-            wait_for(lambda: health(ca, "sick")["state"] == "healthy")
+            eventually(lambda: health(ca, "sick")["state"] == "healthy")
         b = CoreProcess("gateway", tmp_path / "b", env).start()
         assert b.proc is not None
         with (
             httpx.Client(base_url=a.url, trust_env=False, timeout=30) as ca,
             httpx.Client(base_url=b.url, trust_env=False, timeout=30) as cb,
         ):
-            wait_for(lambda: health(cb, "sick")["state"] == "healthy")
+            eventually(lambda: health(cb, "sick")["state"] == "healthy")
             s.freeze_next = a.proc.pid  # A's next poll fails and A freezes before reading it
             s.failing = True
-            wait_for(lambda: s.frozen)
+            eventually(lambda: s.frozen)
             s.failing = False
             trapped = time.time()
-            wait_for(lambda: any(p.ok and p.started > trapped for p in s.polls))  # B took over
+            eventually(
+                lambda: any(p.ok and p.started > trapped for p in s.polls), timeout=15
+            )  # B took over
             s.failing = True
-            wait_for(lambda: health(cb, "sick")["consecutive_failures"] == 2)
+            eventually(lambda: health(cb, "sick")["consecutive_failures"] == 2)
             os.kill(b.proc.pid, signal.SIGSTOP)  # B holds the lease, frozen
             try:
                 os.kill(a.proc.pid, signal.SIGCONT)  # A applies its old failed poll now
@@ -183,7 +177,7 @@ def test_a_stale_poll_of_a_replica_that_lost_the_lease_is_not_counted(
                     time.sleep(0.05)
             finally:
                 os.kill(b.proc.pid, signal.SIGCONT)
-            wait_for(lambda: health(cb, "sick")["state"] == "unhealthy")
+            eventually(lambda: health(cb, "sick")["state"] == "unhealthy")
             h = health(cb, "sick")
             turned = next(x["time"] for x in reversed(h["history"]) if x["to"] == "unhealthy")
             last_ok = max(p.started for p in s.polls if p.ok and p.started < turned)
