@@ -19,7 +19,14 @@ from console.browser import Console, check_axe, shot, sign_in
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from playwright.sync_api import Browser, Page, expect
 from support.manifests import seed, simple
-from support.procs import CoreProcess, admin_headers, register, registration_token
+from support.procs import (
+    CoreProcess,
+    admin_headers,
+    enable,
+    register,
+    register_all,
+    registration_token,
+)
 from support.upstream import serve_in_thread
 
 from vivified.config.nats_server import ManagedNats
@@ -71,13 +78,8 @@ def world(
                     events={"subscribes": ["UserCreated"]},
                 ),
             ]
-            tokens: dict[str, str] = {}
-            for m in manifests:
-                r = register(c, m, registration_token(c))
-                assert r.status_code == 201, r.text
-                tokens[m["id"]] = r.json()["token"]
-                r = c.post(f"/plugins/{m['id']}/enable", headers=admin_headers())
-                assert r.status_code == 200, r.text
+            tokens = register_all(c, manifests)
+            enable(c, *tokens)
             r = c.post(
                 "/admin/users",
                 json={"name": AUDIT_ONLY, "scopes": ["audit:read"]},

@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from support.manifests import seed, simple
-from support.procs import CoreProcess, admin_headers, register, registration_token
+from support.procs import CoreProcess, admin_headers, register, register_all
 from support.upstream import serve_in_thread
 
 ENDPOINTS = {"health": "/health", "items": "/api/items/{id}"}
@@ -87,11 +87,7 @@ def world(
                 seed(id="phi-idle", contracts=["IdlePlugin"]) | PHI,
                 simple("gamma", version="2.0.0"),
             ]
-            tokens: dict[str, str] = {}
-            for m in manifests:
-                r = register(c, m, registration_token(c))
-                assert r.status_code == 201, r.text
-                tokens[m["id"]] = r.json()["token"]
+            tokens = register_all(c, manifests)
             r = c.post("/plugins/pii-reader/enable", headers=admin_headers())
             assert r.status_code == 200, r.text
             # widener asks for more than was approved: a pending widening

@@ -37,7 +37,12 @@ from starlette.routing import Route
 from support.load import Loop
 from support.manifests import seed, simple
 from support.nats_cluster import NatsCluster
-from support.procs import CoreProcess, admin_headers, register, registration_token
+from support.procs import (
+    CoreProcess,
+    admin_headers,
+    enable,
+    register_all,
+)
 from support.upstream import serve_in_thread
 from support.waiting import eventually
 from vivified_sdk.events import SeenEvents
@@ -148,14 +153,8 @@ def rig(tmp_path: Path) -> Iterator[Rig]:
                 simple("caller"),
                 simple("target"),
             ]
-            tokens = {}
-            for m in plugins:
-                r = register(c, m, registration_token(c))
-                assert r.status_code == 201, r.text
-                tokens[m["id"]] = r.json()["token"]
-            for pid in ("hr-app", "acct"):
-                r = c.post(f"/plugins/{pid}/enable", headers=admin_headers())
-                assert r.status_code == 200, r.text
+            tokens = register_all(c, plugins)
+            enable(c, *("hr-app", "acct"))
             for gw in gws:
                 eventually(partial(consumer_ready, gw, "acct"), 30, "consumers on " + gw.url)
             yield Rig(cluster, gw1, gw2, hook, tokens["hr-app"])

@@ -27,7 +27,12 @@ from support.audit import audit_records
 from support.load import Loop
 from support.manifests import seed, simple
 from support.pg import PrivatePostgres, pg_bin_dir
-from support.procs import CoreProcess, admin_headers, register, registration_token
+from support.procs import (
+    CoreProcess,
+    admin_headers,
+    enable,
+    register_all,
+)
 from support.upstream import serve_in_thread
 from support.waiting import eventually
 
@@ -91,14 +96,8 @@ def rig(pg: PrivatePostgres, tmp_path: Path) -> Iterator[Rig]:
                 seed(id="pii-svc", contracts=["PiiStorePlugin"], base_url=up, endpoints=endpoints),
                 simple("plain-svc", base_url=up, endpoints=endpoints),
             ]
-            tokens = {}
-            for m in plugins:
-                r = register(c, m, registration_token(c))
-                assert r.status_code == 201, r.text
-                tokens[m["id"]] = r.json()["token"]
-            for pid in ("caller", "pii-svc"):
-                r = c.post(f"/plugins/{pid}/enable", headers=admin_headers())
-                assert r.status_code == 200, r.text
+            tokens = register_all(c, plugins)
+            enable(c, *("caller", "pii-svc"))
             for target in ("pii-svc", "plain-svc"):
                 r = c.post(
                     "/admin/grants",

@@ -10,7 +10,12 @@ import pytest
 from metrics.rig import Core, Hook, make_admin, wait_ready
 from support.egress import _no_proxy_env, free_port, start_egress, upstreams
 from support.manifests import seed, simple
-from support.procs import CoreProcess, admin_headers, register, registration_token
+from support.procs import (
+    CoreProcess,
+    admin_headers,
+    enable,
+    register_all,
+)
 from support.upstream import serve_in_thread
 from support.waiting import eventually
 
@@ -64,14 +69,8 @@ def core(tmp_path_factory: pytest.TempPathFactory, upstreams: object) -> Iterato
                     events={"subscribes": ["UserCreated"]},
                 ),
             ]
-            tokens = {}
-            for m in manifests:
-                r = register(c, m, registration_token(c))
-                assert r.status_code == 201, r.text
-                tokens[m["id"]] = r.json()["token"]
-            for pid in ("hr-app", "acct"):
-                r = c.post(f"/plugins/{pid}/enable", headers=admin_headers())
-                assert r.status_code == 200, r.text
+            tokens = register_all(c, manifests)
+            enable(c, *("hr-app", "acct"))
             metrics_token = make_admin(c, "prometheus", ["metrics:read"])
             other = make_admin(c, "auditor", ["audit:read"])
 

@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import httpx
@@ -111,3 +111,19 @@ def register(client: httpx.Client, manifest: Mapping[str, object], token: str) -
     return client.post(
         "/plugins/register", json=dict(manifest), headers={"Authorization": f"Bearer {token}"}
     )
+
+
+def register_all(client: httpx.Client, manifests: Iterable[Mapping[str, object]]) -> dict[str, str]:
+    """Register each manifest with a registration token of its own; plugin tokens by id."""
+    tokens: dict[str, str] = {}
+    for manifest in manifests:
+        r = register(client, manifest, registration_token(client))
+        assert r.status_code == 201, r.text
+        tokens[str(manifest["id"])] = r.json()["token"]
+    return tokens
+
+
+def enable(client: httpx.Client, *plugin_ids: str) -> None:
+    for plugin_id in plugin_ids:
+        r = client.post(f"/plugins/{plugin_id}/enable", headers=admin_headers())
+        assert r.status_code == 200, r.text

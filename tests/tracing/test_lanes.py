@@ -17,7 +17,12 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from support.audit import wait_for_audit
 from support.manifests import seed, simple
-from support.procs import CoreProcess, admin_headers, register, registration_token
+from support.procs import (
+    CoreProcess,
+    admin_headers,
+    enable,
+    register_all,
+)
 from support.upstream import serve_in_thread
 from support.waiting import eventually
 
@@ -96,13 +101,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
                     events={"subscribes": ["UserCreated"]},
                 ),
             ]
-            tokens = {}
-            for m in manifests:
-                r = register(c, m, registration_token(c))
-                assert r.status_code == 201, r.text
-                tokens[m["id"]] = r.json()["token"]
-            for pid in ("hr-app", "acct"):
-                assert c.post(f"/plugins/{pid}/enable", headers=admin_headers()).status_code == 200
+            tokens = register_all(c, manifests)
+            enable(c, *("hr-app", "acct"))
 
             def subscribed() -> bool:
                 r = c.get("/admin/events/subscribers", headers=admin_headers())

@@ -24,7 +24,14 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from support.backends import BACKENDS, registry_url
 from support.manifests import seed, simple
-from support.procs import CoreProcess, admin_headers, register, registration_token
+from support.procs import (
+    CoreProcess,
+    admin_headers,
+    enable,
+    register,
+    register_all,
+    registration_token,
+)
 from support.upstream import serve_in_thread
 from support.waiting import eventually
 from vivified_sdk.assertion import verify_assertion
@@ -147,13 +154,8 @@ def lane(tmp_path: Path, registry: str) -> Iterator[Lane]:
                     events={"subscribes": ["FileStored"]},
                 ),
             ]
-            tokens = {}
-            for m in plugins:
-                r = register(c, m, registration_token(c))
-                assert r.status_code == 201, r.text
-                tokens[m["id"]] = r.json()["token"]
-            for pid in ("hr-app", "acct"):
-                assert c.post(f"/plugins/{pid}/enable", headers=admin_headers()).status_code == 200
+            tokens = register_all(c, plugins)
+            enable(c, *("hr-app", "acct"))
             eventually(lambda: consumers_ready(gw, "acct", "files"))
             yield Lane(nats, int(url.rsplit(":", 1)[1]), env, gw, hook, tokens)
     finally:

@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from support.manifests import seed, simple
-from support.procs import CoreProcess, admin_headers, register, registration_token
+from support.procs import CoreProcess, admin_headers, enable, register_all
 from support.upstream import serve_in_thread
 
 ENDPOINTS = {"item": "/api/items/{id}"}
@@ -80,13 +80,8 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
                 seed(id="pii-store", base_url=url, endpoints=ENDPOINTS, contracts=["StorePlugin"]),
                 seed(id="caller", dependencies=["plain", "pii-store"], contracts=["CallerPlugin"]),
             ]
-            tokens = {}
-            for m in manifests:
-                r = register(c, m, registration_token(c))
-                assert r.status_code == 201, r.text
-                tokens[m["id"]] = r.json()["token"]
-            for pid in ("pii-store", "caller"):
-                assert c.post(f"/plugins/{pid}/enable", headers=admin_headers()).is_success
+            tokens = register_all(c, manifests)
+            enable(c, "pii-store", "caller")
             yield Setup(gw, tokens["caller"], hits)
     finally:
         gw.stop()

@@ -27,7 +27,15 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 from support.backends import BACKENDS, registry_env, registry_url
 from support.manifests import seed, simple
-from support.procs import ADMIN_TOKEN, CoreProcess, admin_headers, register, registration_token
+from support.procs import (
+    ADMIN_TOKEN,
+    CoreProcess,
+    admin_headers,
+    enable,
+    register,
+    register_all,
+    registration_token,
+)
 from support.upstream import serve_in_thread
 from vivified_sdk.assertion import InvalidAssertion, verify_assertion
 from websockets.sync.client import connect as ws_connect
@@ -170,14 +178,8 @@ def _running_lane(data_dir: Path, registry: dict[str, str]) -> Iterator[Lane]:
                 seed(id="pii-reader", dependencies=["pii-store"], contracts=["ReaderPlugin"]),
                 simple("off", base_url=url, endpoints=ENDPOINTS),
             ]
-            tokens: dict[str, str] = {}
-            for m in manifests:
-                r = register(c, m, registration_token(c))
-                assert r.status_code == 201, r.text
-                tokens[m["id"]] = r.json()["token"]
-            for pid in ("pii-store", "pii-reader"):
-                r = c.post(f"/plugins/{pid}/enable", headers=admin_headers())
-                assert r.status_code == 200, r.text
+            tokens = register_all(c, manifests)
+            enable(c, *("pii-store", "pii-reader"))
             r = c.post("/plugins/off/disable", headers=admin_headers())
             assert r.status_code == 200, r.text
             yield Lane(gw, up, tokens, down_port, url)

@@ -20,7 +20,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from support.audit import audit_records, wait_for_audit
 from support.manifests import simple
-from support.procs import CoreProcess, admin_headers, register, registration_token
+from support.procs import CoreProcess, admin_headers, register_all
 from support.upstream import serve_in_thread
 from support.waiting import eventually
 
@@ -80,11 +80,7 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
             endpoints = {"health": "/health", "items": "/api/items/{id}", "slow": "/api/slow"}
             manifests = [simple("target", base_url=url, endpoints=endpoints)]
             manifests += [simple(p, dependencies=["target"]) for p in CALLERS]
-            tokens: dict[str, str] = {}
-            for m in manifests:
-                r = register(c, m, registration_token(c))
-                assert r.status_code == 201, r.text
-                tokens[m["id"]] = r.json()["token"]
+            tokens = register_all(c, manifests)
             r = c.put("/admin/plugins/free/limits", json={"rate": 0}, headers=admin_headers())
             assert r.status_code == 200, r.text
             yield Rig(gw, target, tokens)
