@@ -154,7 +154,7 @@ def rig(tmp_path: Path) -> Iterator[Rig]:
                 simple("target"),
             ]
             tokens = register_all(c, plugins)
-            enable(c, *("hr-app", "acct"))
+            enable(c, "hr-app", "acct")
             for gw in gws:
                 eventually(partial(consumer_ready, gw, "acct"), 30, "consumers on " + gw.url)
             yield Rig(cluster, gw1, gw2, hook, tokens["hr-app"])

@@ -97,7 +97,7 @@ def rig(pg: PrivatePostgres, tmp_path: Path) -> Iterator[Rig]:
                 simple("plain-svc", base_url=up, endpoints=endpoints),
             ]
             tokens = register_all(c, plugins)
-            enable(c, *("caller", "pii-svc"))
+            enable(c, "caller", "pii-svc")
             for target in ("pii-svc", "plain-svc"):
                 r = c.post(
                     "/admin/grants",

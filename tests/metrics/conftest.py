@@ -70,7 +70,7 @@ def core(tmp_path_factory: pytest.TempPathFactory, upstreams: object) -> Iterato
                 ),
             ]
             tokens = register_all(c, manifests)
-            enable(c, *("hr-app", "acct"))
+            enable(c, "hr-app", "acct")
             metrics_token = make_admin(c, "prometheus", ["metrics:read"])
             other = make_admin(c, "auditor", ["audit:read"])
 

@@ -102,7 +102,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
                 ),
             ]
             tokens = register_all(c, manifests)
-            enable(c, *("hr-app", "acct"))
+            enable(c, "hr-app", "acct")
 
             def subscribed() -> bool:
                 r = c.get("/admin/events/subscribers", headers=admin_headers())

@@ -155,7 +155,7 @@ def lane(tmp_path: Path, registry: str) -> Iterator[Lane]:
                 ),
             ]
             tokens = register_all(c, plugins)
-            enable(c, *("hr-app", "acct"))
+            enable(c, "hr-app", "acct")
             eventually(lambda: consumers_ready(gw, "acct", "files"))
             yield Lane(nats, int(url.rsplit(":", 1)[1]), env, gw, hook, tokens)
     finally:

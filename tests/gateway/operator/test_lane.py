@@ -179,7 +179,7 @@ def _running_lane(data_dir: Path, registry: dict[str, str]) -> Iterator[Lane]:
                 simple("off", base_url=url, endpoints=ENDPOINTS),
             ]
             tokens = register_all(c, manifests)
-            enable(c, *("pii-store", "pii-reader"))
+            enable(c, "pii-store", "pii-reader")
             r = c.post("/plugins/off/disable", headers=admin_headers())
             assert r.status_code == 200, r.text
             yield Lane(gw, up, tokens, down_port, url)
