@@ -10,10 +10,10 @@ import uuid
 from typing import Any
 
 import httpx
-import pytest
+from support.audit import EACH_LEVEL
 from support.egress import Egress, connect
 
-from vivified.policy.audit_levels import COMPLETE_FIELDS, DETAILED_FIELDS
+from vivified.policy.audit_levels import COMPLETE_FIELDS
 
 BASE = {"host", "port", "mode", "method", "path"}  # and others of the basic record
 
@@ -63,15 +63,7 @@ def level_fields(detail: dict[str, Any]) -> set[str]:
     return set(detail) & COMPLETE_FIELDS
 
 
-@pytest.mark.parametrize(
-    ("level", "added"),
-    [
-        pytest.param("none", None, id="none-no-record"),
-        pytest.param("basic", frozenset(), id="basic-as-before"),
-        pytest.param("detailed", DETAILED_FIELDS, id="detailed"),
-        pytest.param("complete", COMPLETE_FIELDS, id="complete"),
-    ],
-)
+@EACH_LEVEL
 def test_each_level_records_exactly_its_fields(
     fresh_egress: Egress, level: str, added: frozenset[str] | None
 ) -> None:

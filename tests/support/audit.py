@@ -16,10 +16,24 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import httpx
+import pytest
 
 from support.procs import admin_headers
+from vivified.policy.audit_levels import COMPLETE_FIELDS, DETAILED_FIELDS
 
 Record = dict[str, Any]
+
+# A test of what each audit level records: `level`, and the fields it adds to a basic record
+# (None: no record at all). The same four cases on every lane.
+EACH_LEVEL = pytest.mark.parametrize(
+    ("level", "added"),
+    [
+        pytest.param("none", None, id="none-no-record"),
+        pytest.param("basic", frozenset(), id="basic-as-before"),
+        pytest.param("detailed", DETAILED_FIELDS, id="detailed"),
+        pytest.param("complete", COMPLETE_FIELDS, id="complete"),
+    ],
+)
 
 
 def audit_records(

@@ -15,14 +15,14 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
-from support.audit import audit_barrier, audit_records, wait_for_audit
+from support.audit import EACH_LEVEL, audit_barrier, audit_records, wait_for_audit
 from support.manifests import simple
 from support.procs import CoreProcess, admin_headers, register, registration_token
 from support.upstream import serve_in_thread
 from support.waiting import eventually
 
 from vivified.config.nats_server import ManagedNats
-from vivified.policy.audit_levels import COMPLETE_FIELDS, DETAILED_FIELDS
+from vivified.policy.audit_levels import COMPLETE_FIELDS
 
 LEVELS = ("none", "basic", "detailed", "complete")
 PUBLISH_BASE: set[str] = set()
@@ -95,15 +95,7 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
         nats.stop()
 
 
-@pytest.mark.parametrize(
-    ("level", "added"),
-    [
-        pytest.param("none", None, id="none-no-record"),
-        pytest.param("basic", frozenset(), id="basic-as-before"),
-        pytest.param("detailed", DETAILED_FIELDS, id="detailed"),
-        pytest.param("complete", COMPLETE_FIELDS, id="complete"),
-    ],
-)
+@EACH_LEVEL
 def test_each_level_records_exactly_its_fields(
     rig: Rig, level: str, added: frozenset[str] | None
 ) -> None:

@@ -18,12 +18,12 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-from support.audit import audit_barrier, wait_for_audit
+from support.audit import EACH_LEVEL, audit_barrier, wait_for_audit
 from support.manifests import simple
 from support.procs import CoreProcess, register, registration_token
 from support.upstream import serve_in_thread
 
-from vivified.policy.audit_levels import COMPLETE_FIELDS, DETAILED_FIELDS
+from vivified.policy.audit_levels import COMPLETE_FIELDS
 
 MiB = 1024 * 1024
 LEVELS = ("none", "basic", "detailed", "complete")
@@ -104,15 +104,7 @@ def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
         gw.stop()
 
 
-@pytest.mark.parametrize(
-    ("level", "added"),
-    [
-        pytest.param("none", None, id="none-no-record"),
-        pytest.param("basic", frozenset(), id="basic-as-before"),
-        pytest.param("detailed", DETAILED_FIELDS, id="detailed"),
-        pytest.param("complete", COMPLETE_FIELDS, id="complete"),
-    ],
-)
+@EACH_LEVEL
 def test_each_level_records_exactly_its_fields(
     rig: Rig, level: str, added: frozenset[str] | None
 ) -> None:
