@@ -26,7 +26,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -34,6 +33,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from support.events import settled, subscribers
 from support.load import Loop
 from support.manifests import seed, simple
 from support.nats_cluster import NatsCluster
@@ -84,20 +84,8 @@ class Published:
     retries: int
 
 
-def subscribers(gw: CoreProcess) -> dict[str, dict[str, Any]]:
-    r = httpx.get(gw.url + "/admin/events/subscribers", headers=admin_headers(), trust_env=False)
-    if r.status_code != 200:
-        return {}
-    return {i["subscriber"]: i for i in r.json()["items"]}
-
-
 def consumer_ready(gw: CoreProcess, pid: str) -> bool:
     return subscribers(gw).get(pid, {}).get("pending") == 0
-
-
-def settled(gw: CoreProcess, pid: str) -> bool:
-    lag = subscribers(gw).get(pid, {})
-    return (lag.get("pending"), lag.get("in_flight")) == (0, 0)
 
 
 def explain(gw: CoreProcess) -> str:

@@ -15,7 +15,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from support.waiting import eventually_async
 
 from vivified.config.nats_server import ManagedNats
-from vivified.gateway.events.pull import LanePull, PullFailed
+from vivified.gateway.events.pull import SINCE, LanePull, PullFailed, Superseded, forget
 
 STREAM = "PULLTEST"
 FILTER = "pulltest.*.0"
@@ -121,3 +121,82 @@ async def test_a_deleted_consumer_is_an_error(js: tuple[Client, JetStreamContext
         assert msg.data == b"after"
     finally:
         await pull.close()
+
+
+def incarnated(nc: Client, js: JetStreamContext, since: str | None) -> LanePull:
+    """A lane of subscriber incarnation `since` (None: a consumer made before incarnations)
+    that takes only what is published after its consumer is made, as the dispatcher's do."""
+    config = ConsumerConfig(
+        ack_policy=AckPolicy.EXPLICIT, deliver_policy=DeliverPolicy.NEW, max_ack_pending=1
+    )
+    return LanePull(
+        nc,
+        js,
+        stream=STREAM,
+        durable="sub-x-l0",
+        filter_subject=FILTER,
+        config=config,
+        since=since,
+        wait=0.3,
+    )
+
+
+@pytest.mark.parametrize(
+    ("held", "since", "outcome"),
+    [
+        pytest.param("100.5", "200.25", "replaced", id="earlier-registration-replaced"),
+        pytest.param("100.5", "100.5", "kept", id="same-registration-kept"),
+        pytest.param(None, "200.25", "kept", id="consumer-without-incarnation-kept"),
+        pytest.param("300.0", "200.25", "superseded", id="later-registration-left-alone"),
+    ],
+)
+async def test_a_consumer_serves_one_incarnation_of_its_subscriber(
+    js: tuple[Client, JetStreamContext], held: str | None, since: str, outcome: str
+) -> None:
+    nc, context = js
+    old = incarnated(nc, context, held)
+    await old.start()
+    await old.close()
+    await context.publish("pulltest.T.0", b"published under the old consumer")
+    pull = incarnated(nc, context, since)
+    try:
+        if outcome == "superseded":
+            with pytest.raises(Superseded):
+                await pull.start()
+            info = await context.consumer_info(STREAM, "sub-x-l0")
+            assert (info.config.metadata or {}).get(SINCE) == held  # untouched
+            assert info.num_pending == 1
+            return
+        await pull.start()
+        info = await context.consumer_info(STREAM, "sub-x-l0")
+        msg = await pull.next()
+        if outcome == "replaced":  # a new consumer: nothing of before it is handed out
+            assert (info.config.metadata or {}).get(SINCE) == since
+            assert msg is None
+        else:  # resumed where it was
+            assert (info.config.metadata or {}).get(SINCE) == held
+            assert msg is not None
+            assert msg.data == b"published under the old consumer"
+    finally:
+        await pull.close()
+
+
+@pytest.mark.parametrize(
+    ("held", "deleted"),
+    [
+        pytest.param("100.5", True, id="that-registration-deleted"),
+        pytest.param(None, True, id="consumer-without-incarnation-deleted"),
+        pytest.param("300.0", False, id="later-registration-kept"),
+    ],
+)
+async def test_forget_deletes_the_consumers_of_one_incarnation(
+    js: tuple[Client, JetStreamContext], held: str | None, deleted: bool
+) -> None:
+    nc, context = js
+    pull = incarnated(nc, context, held)
+    await pull.start()
+    await pull.close()
+    durables = ["sub-x-l0", "sub-x-l1"]  # the second was never made
+    assert await forget(context, STREAM, durables, "100.5") == int(deleted)
+    names = [c.name for c in await context.consumers_info(STREAM)]
+    assert names == ([] if deleted else ["sub-x-l0"])

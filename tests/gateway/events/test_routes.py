@@ -7,22 +7,17 @@ replicas on one registry) also run on a fresh PostgreSQL database (`BACKENDS`).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 from support.backends import BACKENDS, registry_url
+from support.events import Hook, consumers_ready, settled
 from support.manifests import seed, simple
 from support.procs import (
     CoreProcess,
@@ -43,34 +38,6 @@ USER = {"user_id": "u1", "username": "ada"}
 
 
 @dataclass
-class Hook:
-    """A subscriber's webhook; `up` False answers 500; events whose subject is in `hold` are
-    kept waiting (in flight, up to 8 s) until it is removed."""
-
-    up: bool = True
-    got: list[tuple[dict[str, Any], dict[str, str]]] = field(default_factory=list)
-    hold: set[str] = field(default_factory=set)
-    refused: list[str] = field(default_factory=list)  # ids of the events answered 500
-
-    async def receive(self, request: Request) -> Response:
-        event = await request.json()
-        if not self.up:
-            self.refused.append(event.get("id", ""))
-            return JSONResponse({"down": True}, status_code=500)
-        deadline = time.monotonic() + 8
-        while event.get("subject") in self.hold and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
-        self.got.append((event, dict(request.headers)))
-        return JSONResponse({"ok": True})
-
-    def ids(self) -> list[str]:
-        return [e["id"] for e, _ in self.got]
-
-    def app(self) -> Starlette:
-        return Starlette(routes=[Route("/events", self.receive, methods=["POST"])])
-
-
-@dataclass
 class Lane:
     nats: ManagedNats
     nats_port: int
@@ -87,29 +54,6 @@ class Lane:
             timeout=10,
             headers={"Authorization": f"Bearer {self.tokens[who]}"},
         )
-
-
-def _subscribers(gw: CoreProcess) -> list[dict[str, Any]]:
-    r = httpx.get(gw.url + "/admin/events/subscribers", headers=admin_headers(), trust_env=False)
-    assert r.status_code == 200, r.text
-    items: list[dict[str, Any]] = r.json()["items"]
-    return items
-
-
-def consumers_ready(gw: CoreProcess, *pids: str) -> bool:
-    have = {i["subscriber"] for i in _subscribers(gw) if i.get("pending") is not None}
-    return set(pids) <= have
-
-
-def settled(gw: CoreProcess, *pids: str) -> bool:
-    """Whether these subscribers have nothing waiting and nothing in flight: every event
-    stored so far was delivered (and acknowledged) or skipped, so no late or duplicate
-    delivery can still arrive. The barrier before asserting that something did not happen."""
-    lag = {i["subscriber"]: i for i in _subscribers(gw)}
-    return all(
-        pid in lag and (lag[pid].get("pending"), lag[pid].get("in_flight")) == (0, 0)
-        for pid in pids
-    )
 
 
 @pytest.fixture

@@ -7,7 +7,9 @@ lane (one entity, or one type — see event_stream), in stream order, while the 
 parallel. A failed delivery is retried in place with exponential backoff (the event stays at
 the head of its lane, so later events of that lane wait behind it) and after
 `event_max_attempts` goes to the dead-letter stream. Events a subscriber's traits do not
-cover are skipped (and audited); disabled subscribers get nothing until re-enabled.
+cover are skipped (and audited); disabled subscribers get nothing until re-enabled. The
+consumers of an unregistered subscriber are deleted, and a new registration of its id gets new
+ones (`pull`: a consumer belongs to one incarnation of its subscriber).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from typing import Any
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from vivified.config.settings import Settings
-from vivified.gateway.events.pull import LanePull
+from vivified.gateway.events.pull import LanePull, forget, incarnation
 from vivified.gateway.events.stream import EventStream
 from vivified.gateway.operator.exchange import UpstreamError
 from vivified.gateway.operator.pool import UpstreamPool, base_path, encode_path
@@ -70,6 +72,8 @@ class Dispatcher:
         self._audit = audit
         self._settings = settings
         self._workers: dict[str, list[asyncio.Task[None]]] = {}
+        self._subscribers: dict[str, float] = {}  # subscriber -> incarnation, last reconciled
+        self._chores: set[asyncio.Task[None]] = set()
         self._http: UpstreamPool | None = None
         self.stats: dict[str, Counter[str]] = {}
         self.on_record: Any = None  # metrics: (subscriber, event, action)
@@ -89,14 +93,35 @@ class Dispatcher:
                 for task in self._workers.pop(pid):
                     task.cancel()
         loop = asyncio.get_running_loop()
+        subscribers = {
+            pid: view.since
+            for pid, view in snap.plugins.items()
+            if subscriptions(view) and view.endpoints.get("events")
+        }
+        for pid, since in self._subscribers.items():
+            if pid not in snap.plugins or snap.plugins[pid].since != since:  # unregistered
+                chore = loop.create_task(self._forget(pid, since), name=f"events-forget-{pid}")
+                self._chores.add(chore)
+                chore.add_done_callback(self._chores.discard)
+        self._subscribers = subscribers
         for pid in wanted - set(self._workers):
             self._workers[pid] = [
                 loop.create_task(self._worker(pid, lane), name=f"events-{pid}-{lane}")
                 for lane in range(self._stream.lanes)
             ]
 
+    async def _forget(self, pid: str, since: float) -> None:
+        """Delete an unregistered subscriber's consumers (those of that incarnation)."""
+        try:
+            js = await self._stream.js()
+            lanes = [consumer_name(pid, lane) for lane in range(self._stream.lanes)]
+            await forget(js, self._stream.events, lanes, incarnation(since))
+        except Exception as exc:  # a new registration of the id replaces them anyway
+            log.warning("consumers of unregistered %s not deleted: %s", pid, type(exc).__name__)
+
     async def stop(self) -> None:
         workers = [task for tasks in self._workers.values() for task in tasks]
+        workers += self._chores
         self._workers.clear()
         for task in workers:
             task.cancel()
@@ -122,6 +147,7 @@ class Dispatcher:
         while True:
             pull: LanePull | None = None
             try:
+                view = self._snapshot.current.plugins.get(pid)
                 js = await self._stream.js()
                 pull = LanePull(
                     self._stream.client(),
@@ -135,6 +161,7 @@ class Dispatcher:
                         max_ack_pending=1,
                         ack_wait=30,
                     ),
+                    since=incarnation(view.since) if view is not None else None,
                 )
                 await pull.start()
                 while True:

@@ -44,6 +44,7 @@ class PluginView:
     egress_domains: tuple[str, ...] = ()
     egress_mode: str = "enforce"
     audit_level: str = "basic"  # effective: declared, raised to what traits and data need
+    since: float = 0.0  # when the id was registered: one incarnation of the plugin
 
     @property
     def active(self) -> bool:
@@ -101,6 +102,7 @@ def plugin_view(row: Any) -> PluginView:
         egress_domains=tuple(row.egress_domains or ()),
         egress_mode=row.egress_mode,
         audit_level=effective_level(declared_level(m), traits, classification),
+        since=row.created_at,
     )
 
 
