@@ -7,9 +7,8 @@ lane (one entity, or one type — see event_stream), in stream order, while the 
 parallel. A failed delivery is retried in place with exponential backoff (the event stays at
 the head of its lane, so later events of that lane wait behind it) and after
 `event_max_attempts` goes to the dead-letter stream. Events a subscriber's traits do not
-cover are skipped (and audited); disabled subscribers get nothing until re-enabled. The
-consumers of an unregistered subscriber are deleted, and a new registration of its id gets new
-ones (`pull`: a consumer belongs to one incarnation of its subscriber).
+cover are skipped (and audited); disabled subscribers get nothing until re-enabled. How the
+consumers are made, replaced and deleted: `consumers`.
 """
 
 from __future__ import annotations
@@ -21,12 +20,17 @@ import json
 import logging
 import time
 from collections import Counter
+from collections.abc import Coroutine
 from typing import Any
 
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-
 from vivified.config.settings import Settings
-from vivified.gateway.events.pull import LanePull, forget, incarnation
+from vivified.gateway.events.consumers import (
+    Consumers,
+    consumer_name,
+    is_subscriber,
+    subscriptions,
+)
+from vivified.gateway.events.pull import LanePull
 from vivified.gateway.events.stream import EventStream
 from vivified.gateway.operator.exchange import UpstreamError
 from vivified.gateway.operator.pool import UpstreamPool, base_path, encode_path
@@ -41,20 +45,10 @@ from vivified.registry.store.snapshot import PluginView, Snapshot, SnapshotHolde
 log = logging.getLogger("vivified.events")
 
 
-def subscriptions(view: PluginView) -> tuple[str, ...]:
-    events = view.manifest.get("events") or {}
-    subs = events.get("subscribes") if isinstance(events, dict) else None
-    return tuple(subs) if isinstance(subs, list) else ()
-
-
 def _target(base_url: str, path: str) -> bytes:
     """The request target for a webhook: the base URL's path, then the declared endpoint,
     percent-encoded so that no byte of it can end the request line."""
     return base_path(base_url) + encode_path(path)
-
-
-def consumer_name(pid: str, lane: int) -> str:
-    return f"sub-{pid}-l{lane}"
 
 
 class Dispatcher:
@@ -72,52 +66,46 @@ class Dispatcher:
         self._audit = audit
         self._settings = settings
         self._workers: dict[str, list[asyncio.Task[None]]] = {}
-        self._subscribers: dict[str, float] = {}  # subscriber -> incarnation, last reconciled
+        self._consumers = Consumers(stream)
         self._chores: set[asyncio.Task[None]] = set()
+        self._reconciling = asyncio.Lock()
         self._http: UpstreamPool | None = None
         self.stats: dict[str, Counter[str]] = {}
         self.on_record: Any = None  # metrics: (subscriber, event, action)
 
     def start(self) -> None:
         self._snapshot.add_listener(self._reconcile)
-        self._reconcile(self._snapshot.current)
+        self._chore(self._reconcile(self._snapshot.current), "events-reconcile")
 
-    def _reconcile(self, snap: Snapshot) -> None:
-        wanted = {
-            pid
-            for pid, view in snap.plugins.items()
-            if view.active and subscriptions(view) and view.endpoints.get("events")
-        }
-        for pid in list(self._workers):
-            if pid not in wanted:
-                for task in self._workers.pop(pid):
-                    task.cancel()
-        loop = asyncio.get_running_loop()
-        subscribers = {
-            pid: view.since
-            for pid, view in snap.plugins.items()
-            if subscriptions(view) and view.endpoints.get("events")
-        }
-        for pid, since in self._subscribers.items():
-            if pid not in snap.plugins or snap.plugins[pid].since != since:  # unregistered
-                chore = loop.create_task(self._forget(pid, since), name=f"events-forget-{pid}")
-                self._chores.add(chore)
-                chore.add_done_callback(self._chores.discard)
-        self._subscribers = subscribers
-        for pid in wanted - set(self._workers):
-            self._workers[pid] = [
-                loop.create_task(self._worker(pid, lane), name=f"events-{pid}-{lane}")
-                for lane in range(self._stream.lanes)
-            ]
+    async def _reconcile(self, snap: Snapshot) -> None:
+        """Workers for the active subscribers of `snap`, and no others. A swap's listeners are
+        awaited before the change's writer answers, so the consumers of a new subscriber are
+        made first (`Consumers.prepare`). One swap at a time, in order."""
+        async with self._reconciling:
+            wanted = {
+                pid for pid, view in snap.plugins.items() if view.active and is_subscriber(view)
+            }
+            for pid in list(self._workers):
+                if pid not in wanted:
+                    for task in self._workers.pop(pid):
+                        task.cancel()
+            for pid, since in self._consumers.gone(snap):
+                self._chore(self._consumers.forget(pid, since), f"events-forget-{pid}")
+            new = sorted(wanted - set(self._workers))
+            if new:
+                await self._consumers.prepare(snap, new)
+            loop = asyncio.get_running_loop()
+            for pid in new:
+                self._workers[pid] = [
+                    loop.create_task(self._worker(pid, lane), name=f"events-{pid}-{lane}")
+                    for lane in range(self._stream.lanes)
+                ]
 
-    async def _forget(self, pid: str, since: float) -> None:
-        """Delete an unregistered subscriber's consumers (those of that incarnation)."""
-        try:
-            js = await self._stream.js()
-            lanes = [consumer_name(pid, lane) for lane in range(self._stream.lanes)]
-            await forget(js, self._stream.events, lanes, incarnation(since))
-        except Exception as exc:  # a new registration of the id replaces them anyway
-            log.warning("consumers of unregistered %s not deleted: %s", pid, type(exc).__name__)
+    def _chore(self, work: Coroutine[Any, Any, None], name: str) -> None:
+        """Run `work` beside the workers (cancelled by `stop`)."""
+        task = asyncio.get_running_loop().create_task(work, name=name)
+        self._chores.add(task)
+        task.add_done_callback(self._chores.discard)
 
     async def stop(self) -> None:
         workers = [task for tasks in self._workers.values() for task in tasks]
@@ -149,20 +137,7 @@ class Dispatcher:
             try:
                 view = self._snapshot.current.plugins.get(pid)
                 js = await self._stream.js()
-                pull = LanePull(
-                    self._stream.client(),
-                    js,
-                    stream=self._stream.events,
-                    durable=consumer_name(pid, lane),
-                    filter_subject=self._stream.lane_filter(lane),
-                    config=ConsumerConfig(
-                        ack_policy=AckPolicy.EXPLICIT,
-                        deliver_policy=DeliverPolicy.NEW,
-                        max_ack_pending=1,
-                        ack_wait=30,
-                    ),
-                    since=incarnation(view.since) if view is not None else None,
-                )
+                pull = self._consumers.lane(js, pid, view.since if view else None, lane)
                 await pull.start()
                 while True:
                     msg = await pull.next()

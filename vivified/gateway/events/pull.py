@@ -112,10 +112,10 @@ class LanePull:
         self._inbox = ""
         self._sub: Any = None
 
-    async def start(self) -> None:
+    async def ensure(self) -> None:
         """Create the durable consumer unless it exists (shared by every replica) for this
-        incarnation, replacing one of an earlier incarnation; then subscribe the lane's inbox.
-        Raises `Superseded` when the consumer belongs to a later incarnation."""
+        incarnation, replacing one of an earlier incarnation. Raises `Superseded` when the
+        consumer belongs to a later incarnation."""
         try:
             info = await self._js.consumer_info(self._stream, self._durable)
         except nats.js.errors.NotFoundError:
@@ -136,6 +136,10 @@ class LanePull:
                 metadata={SINCE: self._since} if self._since is not None else None,
             )
             await self._js.add_consumer(self._stream, config=config)
+
+    async def start(self) -> None:
+        """`ensure` the consumer, then subscribe the lane's inbox."""
+        await self.ensure()
         if self._sub is None:
             self._inbox = self._nc.new_inbox()
             self._sub = await self._nc.subscribe(self._inbox, cb=self._arrived)

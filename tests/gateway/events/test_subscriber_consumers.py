@@ -1,7 +1,10 @@
-"""An unregistered subscriber's consumers go with it: registering its id again makes a new
-subscriber, which gets the events published from then on, never those of the time between.
+"""A subscriber's consumers: made before its approval is answered, so that what is published
+once the answer is out reaches it; gone with it when it is unregistered, so that registering
+its id again makes a new subscriber, which never gets the events of the time between.
 
 Real gateway, embedded nats-server and webhook; the stream's consumers are read with nats-py.
+The gateway reaches NATS over a slow link (100 ms each way), so whatever it still does over
+NATS after answering a request lands at least 100 ms after the test can look.
 """
 
 from __future__ import annotations
@@ -14,9 +17,11 @@ from pathlib import Path
 import httpx
 import nats
 import pytest
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from support.events import Hook, consumers_ready, settled
 from support.manifests import seed, simple
 from support.procs import CoreProcess, admin_headers, enable, register_all
+from support.slow_link import slow_link
 from support.upstream import serve_in_thread
 from support.waiting import eventually
 
@@ -24,6 +29,7 @@ from vivified.config.nats_server import ManagedNats
 from vivified.gateway.events.pull import SINCE
 
 STREAM = "VIVIFIED_EVENTS"  # the default `VIVIFIED_EVENTS_STREAM`
+LANES = 8  # the default `VIVIFIED_EVENTS_PARTITIONS`
 
 
 @dataclass
@@ -46,6 +52,30 @@ class World:
     def subjects(self) -> list[str]:
         return [str(event.get("subject")) for event, _ in self.hook.got]
 
+    def leave_consumers(self, pid: str, since: str) -> None:
+        """Make `pid`'s lane consumers as a registration at `since` would have."""
+
+        async def make() -> None:
+            nc = await nats.connect(self.nats_url)
+            try:
+                js = nc.jetstream()
+                for lane in range(LANES):
+                    name = f"sub-{pid}-l{lane}"
+                    config = ConsumerConfig(
+                        name=name,
+                        durable_name=name,
+                        filter_subject=f"vivified.events.*.{lane}",
+                        ack_policy=AckPolicy.EXPLICIT,
+                        deliver_policy=DeliverPolicy.NEW,
+                        max_ack_pending=1,
+                        metadata={SINCE: since},
+                    )
+                    await js.add_consumer(STREAM, config=config)
+            finally:
+                await nc.close()
+
+        asyncio.run(make())
+
     def consumers(self) -> dict[str, str | None]:
         """The stream's consumers by name, each with the incarnation it belongs to."""
 
@@ -64,26 +94,32 @@ class World:
 def world(tmp_path: Path) -> Iterator[World]:
     server = ManagedNats(tmp_path / "nats")
     url = server.start()
-    gw = CoreProcess("gateway", tmp_path / "gw", {"VIVIFIED_NATS_URL": url}).start()
+    host, port = url.removeprefix("nats://").rsplit(":", 1)
+    gw: CoreProcess | None = None
     hook = Hook()
     try:
         with (
+            slow_link(host, int(port), delay=0.1) as slow,
             serve_in_thread(hook.app()) as hook_url,
-            httpx.Client(base_url=gw.url, trust_env=False, timeout=30) as c,
         ):
-            publisher = seed(
-                id="hr-app", contracts=["HrPlugin"], events={"publishes": ["FileStored"]}
-            )
-            tokens = register_all(c, [publisher])
-            enable(c, "hr-app")
-            yield World(url, gw, c, hook, hook_url, tokens["hr-app"])
+            env = {"VIVIFIED_NATS_URL": f"nats://127.0.0.1:{slow}"}
+            gw = CoreProcess("gateway", tmp_path / "gw", env).start()
+            with httpx.Client(base_url=gw.url, trust_env=False, timeout=30) as c:
+                eventually(lambda: c.get("/readyz").json()["checks"]["nats"] == "ok")
+                publisher = seed(
+                    id="hr-app", contracts=["HrPlugin"], events={"publishes": ["FileStored"]}
+                )
+                tokens = register_all(c, [publisher])
+                enable(c, "hr-app")
+                yield World(url, gw, c, hook, hook_url, tokens["hr-app"])
     finally:
-        gw.stop()
+        if gw is not None:
+            gw.stop()
         server.stop()
 
 
 def subscriber(world: World) -> None:
-    """Register `files` (auto-approved), subscribed to FileStored; wait for its consumers."""
+    """Register `files`, subscribed to FileStored: approved as it registers (low risk)."""
     manifest = simple(
         "files",
         base_url=world.hook_url,
@@ -91,11 +127,25 @@ def subscriber(world: World) -> None:
         events={"subscribes": ["FileStored"]},
     )
     register_all(world.client, [manifest])
-    eventually(lambda: consumers_ready(world.gw, "files"))
+
+
+def test_consumers_left_from_an_earlier_registration_are_replaced_before_it_answers(
+    world: World,
+) -> None:
+    # What a clean-up that could not reach NATS leaves: consumers of an earlier `files`.
+    world.leave_consumers("files", since="1.0")
+    subscriber(world)  # approved as it registers
+    assert set(world.consumers().values()) - {"1.0"}, "answered on the earlier consumers"
+    assert len(world.consumers()) == LANES
+    world.publish("at-once")  # into the new consumers, not one about to be replaced
+    eventually(lambda: "at-once" in world.subjects())
+    eventually(lambda: settled(world.gw, "files"))
+    assert world.subjects() == ["at-once"]
 
 
 def test_a_subscriber_registered_again_gets_nothing_of_the_time_between(world: World) -> None:
     subscriber(world)
+    eventually(lambda: consumers_ready(world.gw, "files"))
     first = set(world.consumers().values())
     assert len(first) == 1
     assert None not in first  # each consumer names the registration it serves
@@ -108,6 +158,7 @@ def test_a_subscriber_registered_again_gets_nothing_of_the_time_between(world: W
     world.publish("between")  # no subscriber now
 
     subscriber(world)
+    eventually(lambda: consumers_ready(world.gw, "files"))
     second = set(world.consumers().values())
     assert len(second) == 1
     assert second != first  # a new registration, new consumers
