@@ -20,7 +20,7 @@ import pytest
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from support.events import Hook, consumers_ready, settled
 from support.manifests import seed, simple
-from support.procs import CoreProcess, admin_headers, enable, register_all
+from support.procs import CoreProcess, admin_headers, enable, register, register_all
 from support.slow_link import slow_link
 from support.upstream import serve_in_thread
 from support.waiting import eventually
@@ -118,15 +118,19 @@ def world(tmp_path: Path) -> Iterator[World]:
         server.stop()
 
 
-def subscriber(world: World) -> None:
-    """Register `files`, subscribed to FileStored: approved as it registers (low risk)."""
-    manifest = simple(
+def files(world: World, subscribes: list[str]) -> dict[str, object]:
+    return simple(
         "files",
         base_url=world.hook_url,
         endpoints={"events": "/events"},
-        events={"subscribes": ["FileStored"]},
+        events={"subscribes": subscribes},
     )
-    register_all(world.client, [manifest])
+
+
+def subscriber(world: World) -> str:
+    """Register `files`, subscribed to FileStored: approved as it registers (low risk). Its
+    plugin token."""
+    return register_all(world.client, [files(world, ["FileStored"])])["files"]
 
 
 def test_consumers_left_from_an_earlier_registration_are_replaced_before_it_answers(
@@ -166,3 +170,33 @@ def test_a_subscriber_registered_again_gets_nothing_of_the_time_between(world: W
     eventually(lambda: "after" in world.subjects())
     eventually(lambda: settled(world.gw, "files"))  # nothing more can still arrive
     assert world.subjects() == ["before", "after"]
+
+
+def test_a_subscriber_that_drops_its_subscriptions_loses_its_consumers(world: World) -> None:
+    token = subscriber(world)
+    eventually(lambda: consumers_ready(world.gw, "files"))
+    r = register(world.client, files(world, []), token)  # narrower: applies at once
+    assert r.status_code == 200, r.text
+    token = r.json()["token"]  # a re-registration's token replaces the last one
+    eventually(lambda: not world.consumers(), what="the consumers of files deleted")
+    world.publish("unsubscribed")
+
+    r = register(world.client, files(world, ["FileStored"]), token)  # wider: waits for approval
+    assert (r.status_code, r.json()["status"]) == (200, "registered"), r.text
+    enable(world.client, "files")
+    world.publish("subscribed-again")
+    eventually(lambda: "subscribed-again" in world.subjects())
+    eventually(lambda: settled(world.gw, "files"))
+    assert world.subjects() == ["subscribed-again"]
+
+
+def test_a_disabled_subscriber_keeps_its_consumers_and_gets_the_backlog(world: World) -> None:
+    subscriber(world)
+    eventually(lambda: consumers_ready(world.gw, "files"))
+    kept = world.consumers()
+    r = world.client.post("/plugins/files/disable", headers=admin_headers())
+    assert r.status_code == 200, r.text
+    world.publish("while-disabled")
+    enable(world.client, "files")
+    eventually(lambda: "while-disabled" in world.subjects())
+    assert world.consumers() == kept  # the same consumers, resumed

@@ -5,7 +5,8 @@ A new subscriber's consumers are made while its approval is still being answered
 awaited by the snapshot swap within `CONSUMERS_BOUND`), so that an event published once the
 answer is out waits in them: they take what is published after they exist
 (`DeliverPolicy.NEW`). A consumer belongs to one registration of its subscriber (`pull`), and
-the consumers of a subscriber that is gone are deleted (`forget`).
+the consumers of a subscriber that is gone (unregistered, or subscribed to nothing) are
+deleted (`forget`).
 """
 
 from __future__ import annotations
@@ -80,12 +81,14 @@ class Consumers:
             log.warning("consumers of %s not made yet: %s", ", ".join(pids), type(exc).__name__)
 
     def gone(self, snap: Snapshot) -> list[tuple[str, float]]:
-        """The subscribers (and their registration) known at the last call and no longer in
-        `snap`, or registered again since."""
+        """The subscribers (and their registration) known at the last call that `snap` no
+        longer has as subscribers: unregistered, registered again, or subscribed to nothing."""
         out = [
             (pid, since)
             for pid, since in self._known.items()
-            if pid not in snap.plugins or snap.plugins[pid].since != since
+            if (view := snap.plugins.get(pid)) is None
+            or view.since != since
+            or not is_subscriber(view)
         ]
         self._known = {pid: v.since for pid, v in snap.plugins.items() if is_subscriber(v)}
         return out
