@@ -142,16 +142,22 @@ def incarnated(nc: Client, js: JetStreamContext, since: str | None) -> LanePull:
 
 
 @pytest.mark.parametrize(
-    ("held", "since", "outcome"),
+    ("held", "since", "replace", "outcome"),
     [
-        pytest.param("100.5", "200.25", "replaced", id="earlier-registration-replaced"),
-        pytest.param("100.5", "100.5", "kept", id="same-registration-kept"),
-        pytest.param(None, "200.25", "kept", id="consumer-without-incarnation-kept"),
-        pytest.param("300.0", "200.25", "superseded", id="later-registration-left-alone"),
+        pytest.param("100.5", "200.25", False, "replaced", id="earlier-registration-replaced"),
+        pytest.param("100.5", "100.5", False, "kept", id="same-registration-kept"),
+        pytest.param(None, "200.25", False, "kept", id="consumer-without-incarnation-kept"),
+        pytest.param("300.0", "200.25", False, "superseded", id="later-registration-left-alone"),
+        pytest.param("300.0", "200.25", True, "replaced", id="later-replaced-when-confirmed"),
+        pytest.param("100.5", "100.5", True, "kept", id="same-kept-when-confirmed"),
     ],
 )
 async def test_a_consumer_serves_one_incarnation_of_its_subscriber(
-    js: tuple[Client, JetStreamContext], held: str | None, since: str, outcome: str
+    js: tuple[Client, JetStreamContext],
+    held: str | None,
+    since: str,
+    replace: bool,
+    outcome: str,
 ) -> None:
     nc, context = js
     old = incarnated(nc, context, held)
@@ -162,12 +168,12 @@ async def test_a_consumer_serves_one_incarnation_of_its_subscriber(
     try:
         if outcome == "superseded":
             with pytest.raises(Superseded):
-                await pull.start()
+                await pull.start(replace=replace)
             info = await context.consumer_info(STREAM, "sub-x-l0")
             assert (info.config.metadata or {}).get(SINCE) == held  # untouched
             assert info.num_pending == 1
             return
-        await pull.start()
+        await pull.start(replace=replace)
         info = await context.consumer_info(STREAM, "sub-x-l0")
         msg = await pull.next()
         if outcome == "replaced":  # a new consumer: nothing of before it is handed out

@@ -147,6 +147,22 @@ def test_consumers_left_from_an_earlier_registration_are_replaced_before_it_answ
     assert world.subjects() == ["at-once"]
 
 
+def test_consumers_of_a_registration_later_than_the_registry_knows_are_replaced(
+    world: World,
+) -> None:
+    # A later registration than the one the registry holds: only a clock ahead makes these.
+    world.leave_consumers("files", since="9999999999.0")
+    subscriber(world)
+
+    def replaced() -> bool:
+        held = list(world.consumers().values())
+        return len(held) == LANES and "9999999999.0" not in held
+
+    eventually(replaced, what="the consumers replaced")
+    world.publish("after")
+    eventually(lambda: "after" in world.subjects())
+
+
 def test_a_subscriber_registered_again_gets_nothing_of_the_time_between(world: World) -> None:
     subscriber(world)
     eventually(lambda: consumers_ready(world.gw, "files"))

@@ -30,7 +30,7 @@ from vivified.gateway.events.consumers import (
     is_subscriber,
     subscriptions,
 )
-from vivified.gateway.events.pull import LanePull
+from vivified.gateway.events.pull import LanePull, Superseded
 from vivified.gateway.events.stream import EventStream
 from vivified.gateway.operator.exchange import UpstreamError
 from vivified.gateway.operator.pool import UpstreamPool, base_path, encode_path
@@ -132,19 +132,26 @@ class Dispatcher:
         return self._http
 
     async def _worker(self, pid: str, lane: int) -> None:
+        replace = False
         while True:
             pull: LanePull | None = None
+            view = self._snapshot.current.plugins.get(pid)
+            since = view.since if view else None
             try:
-                view = self._snapshot.current.plugins.get(pid)
                 js = await self._stream.js()
-                pull = self._consumers.lane(js, pid, view.since if view else None, lane)
-                await pull.start()
+                pull = self._consumers.lane(js, pid, since, lane)
+                await pull.start(replace=replace)
+                replace = False
                 while True:
                     msg = await pull.next()
                     if msg is not None:
                         await self._handle(pid, msg)
             except asyncio.CancelledError:
                 raise
+            except Superseded:  # a later registration's consumer: is this replica behind?
+                fresh = (await self._snapshot.confirm()).plugins.get(pid)
+                replace = fresh is not None and fresh.since == since  # no: a clock's error
+                await asyncio.sleep(0.05)
             except Exception as exc:  # NATS away or a transient error: retry, lose nothing
                 log.warning(
                     "event worker for %s lane %d: %s; retrying", pid, lane, type(exc).__name__

@@ -11,7 +11,8 @@ A consumer belongs to one incarnation of its subscriber: the time the plugin id 
 (`Plugin.created_at`), kept in the consumer's metadata. A plugin unregistered and registered
 again is a new subscriber, so a consumer of an earlier incarnation is replaced, not resumed:
 it would hand the new plugin the events published while the id did not exist. A consumer of a
-later incarnation means this replica's snapshot is behind: it is left alone (`Superseded`).
+later incarnation means this replica's snapshot is behind (`Superseded`): it is left alone
+until the registry says otherwise (then the later time was a clock's error between hosts).
 A consumer without the metadata (made before it existed) is kept as it is.
 """
 
@@ -112,19 +113,20 @@ class LanePull:
         self._inbox = ""
         self._sub: Any = None
 
-    async def ensure(self) -> None:
+    async def ensure(self, *, replace: bool = False) -> None:
         """Create the durable consumer unless it exists (shared by every replica) for this
         incarnation, replacing one of an earlier incarnation. Raises `Superseded` when the
-        consumer belongs to a later incarnation."""
+        consumer belongs to a later incarnation, unless `replace` (the registry confirmed
+        this one: the other's time is a clock's error)."""
         try:
             info = await self._js.consumer_info(self._stream, self._durable)
         except nats.js.errors.NotFoundError:
             info = None
         if info is not None and self._since is not None:
             held = _since(info.config.metadata)
-            if held is not None and held > float(self._since):
+            if held is not None and held > float(self._since) and not replace:
                 raise Superseded(f"{self._durable} belongs to a later registration")
-            if held is not None and held < float(self._since):
+            if held is not None and held != float(self._since):
                 with contextlib.suppress(nats.js.errors.NotFoundError):
                     await self._js.delete_consumer(self._stream, self._durable)
                 info = None
@@ -137,9 +139,9 @@ class LanePull:
             )
             await self._js.add_consumer(self._stream, config=config)
 
-    async def start(self) -> None:
+    async def start(self, *, replace: bool = False) -> None:
         """`ensure` the consumer, then subscribe the lane's inbox."""
-        await self.ensure()
+        await self.ensure(replace=replace)
         if self._sub is None:
             self._inbox = self._nc.new_inbox()
             self._sub = await self._nc.subscribe(self._inbox, cb=self._arrived)
