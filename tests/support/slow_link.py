@@ -1,8 +1,8 @@
 """A slow network link on loopback: a TCP relay that holds every byte, either way, for `delay`
 seconds (order kept), so each round trip through it takes twice that much longer.
 
-It runs in a thread with its own event loop; `url` is where clients connect instead of the
-server. Used to make "before it answers" observable: what a process does over the link in
+It runs in a thread with its own event loop; clients connect to the port it yields instead of
+the server's. Used to make "before it answers" observable: what a process does over the link in
 the background finishes at least one delay after what it already awaited.
 """
 
