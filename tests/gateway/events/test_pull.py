@@ -136,7 +136,7 @@ def incarnated(nc: Client, js: JetStreamContext, since: str | None) -> LanePull:
         durable="sub-x-l0",
         filter_subject=FILTER,
         config=config,
-        since=since,
+        since=float(since) if since is not None else None,
         wait=0.3,
     )
 
@@ -203,6 +203,6 @@ async def test_forget_deletes_the_consumers_of_one_incarnation(
     await pull.start()
     await pull.close()
     durables = ["sub-x-l0", "sub-x-l1"]  # the second was never made
-    assert await forget(context, STREAM, durables, "100.5") == int(deleted)
+    assert await forget(context, STREAM, durables, 100.5) == int(deleted)
     names = [c.name for c in await context.consumers_info(STREAM)]
     assert names == ([] if deleted else ["sub-x-l0"])

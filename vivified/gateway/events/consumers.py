@@ -18,7 +18,7 @@ from typing import Any
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 
 from vivified.gateway.events import pull
-from vivified.gateway.events.pull import LanePull, incarnation
+from vivified.gateway.events.pull import LanePull
 from vivified.gateway.events.stream import EventStream
 from vivified.registry.store.snapshot import PluginView, Snapshot
 
@@ -61,7 +61,7 @@ class Consumers:
                 max_ack_pending=1,
                 ack_wait=30,
             ),
-            since=incarnation(since) if since is not None else None,
+            since=since,
         )
 
     async def prepare(self, snap: Snapshot, pids: list[str]) -> None:
@@ -98,6 +98,6 @@ class Consumers:
         try:
             js = await self._stream.js()
             lanes = [consumer_name(pid, lane) for lane in range(self._stream.lanes)]
-            await pull.forget(js, self._stream.events, lanes, incarnation(since))
+            await pull.forget(js, self._stream.events, lanes, since)
         except Exception as exc:  # a new registration of the id replaces them anyway
             log.warning("consumers of unregistered %s not deleted: %s", pid, type(exc).__name__)

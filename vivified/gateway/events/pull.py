@@ -32,7 +32,7 @@ from nats.js.api import ConsumerConfig
 JS_API = "$JS.API"
 NO_EVENT = frozenset({"404", "408"})  # no message now / the request expired
 HEARTBEAT = "100"
-SINCE = "vivified_subscriber_since"  # consumer metadata: the incarnation it belongs to
+SINCE = "vivified_subscriber_since"  # consumer metadata: its incarnation, repr() of a float
 
 
 class PullFailed(Exception):
@@ -44,12 +44,7 @@ class Superseded(Exception):
     of: its snapshot is behind. Start over once it has caught up."""
 
 
-def incarnation(created_at: float) -> str:
-    """A subscriber's incarnation as consumer metadata holds it."""
-    return repr(float(created_at))
-
-
-def _since(metadata: dict[str, str] | None) -> float | None:
+def _registered(metadata: dict[str, str] | None) -> float | None:
     """The incarnation a consumer belongs to, or None when it does not say (or not readably)."""
     raw = (metadata or {}).get(SINCE)
     try:
@@ -58,7 +53,7 @@ def _since(metadata: dict[str, str] | None) -> float | None:
         return None
 
 
-async def forget(js: JetStreamContext, stream: str, durables: list[str], since: str) -> int:
+async def forget(js: JetStreamContext, stream: str, durables: list[str], since: float) -> int:
     """Delete the consumers of an unregistered subscriber that belong to that incarnation (or
     do not say which); how many were deleted. Those of a later incarnation stay."""
     deleted = 0
@@ -67,13 +62,13 @@ async def forget(js: JetStreamContext, stream: str, durables: list[str], since: 
     return deleted
 
 
-async def _forget(js: JetStreamContext, stream: str, durable: str, since: str) -> bool:
+async def _forget(js: JetStreamContext, stream: str, durable: str, since: float) -> bool:
     try:
         info = await js.consumer_info(stream, durable)
     except nats.js.errors.NotFoundError:
         return False
-    held = _since(info.config.metadata)
-    if held is not None and held != float(since):
+    held = _registered(info.config.metadata)
+    if held is not None and held != since:
         return False
     with contextlib.suppress(nats.js.errors.NotFoundError):
         await js.delete_consumer(stream, durable)
@@ -93,7 +88,7 @@ class LanePull:
         durable: str,
         filter_subject: str,
         config: ConsumerConfig,
-        since: str | None = None,
+        since: float | None = None,
         wait: float = 2.0,
     ) -> None:
         self._nc = nc
@@ -123,10 +118,10 @@ class LanePull:
         except nats.js.errors.NotFoundError:
             info = None
         if info is not None and self._since is not None:
-            held = _since(info.config.metadata)
-            if held is not None and held > float(self._since) and not replace:
+            held = _registered(info.config.metadata)
+            if held is not None and held > self._since and not replace:
                 raise Superseded(f"{self._durable} belongs to a later registration")
-            if held is not None and held != float(self._since):
+            if held is not None and held != self._since:
                 with contextlib.suppress(nats.js.errors.NotFoundError):
                     await self._js.delete_consumer(self._stream, self._durable)
                 info = None
@@ -135,7 +130,7 @@ class LanePull:
                 name=self._durable,
                 durable_name=self._durable,
                 filter_subject=self._filter,
-                metadata={SINCE: self._since} if self._since is not None else None,
+                metadata={SINCE: repr(self._since)} if self._since is not None else None,
             )
             await self._js.add_consumer(self._stream, config=config)
 
