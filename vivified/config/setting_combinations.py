@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING
 
 from vivified.config.oidc_settings import oidc_problems
 from vivified.config.setting_rules import ENV_PREFIX
+from vivified.registry.identity.admins import MIN_CONFIGURED_TOKEN_LENGTH
 
 if TYPE_CHECKING:
     from vivified.config.settings import Settings
 
-MIN_ADMIN_TOKEN_LENGTH = 24  # as vivified.registry.identity.admins checks it
 MIN_CA_KEY_LENGTH = 32  # the egress CA's key-encryption key (vivified.config.egress_ca)
 
 
@@ -30,11 +30,11 @@ def combination_problems(s: Settings) -> list[tuple[str, str]]:
         out.append(("gateway_workers", "more than 1 needs SO_REUSEPORT (Linux, BSD): use 1"))
     if s.egress_workers > 1 and not hasattr(socket, "SO_REUSEPORT"):
         out.append(("egress_workers", "more than 1 needs SO_REUSEPORT (Linux, BSD): use 1"))
-    if s.admin_token and len(s.admin_token) < MIN_ADMIN_TOKEN_LENGTH:
+    if s.admin_token and len(s.admin_token) < MIN_CONFIGURED_TOKEN_LENGTH:
         out.append(
             (
                 "admin_token",
-                f"must be at least {MIN_ADMIN_TOKEN_LENGTH} characters "
+                f"must be at least {MIN_CONFIGURED_TOKEN_LENGTH} characters "
                 "(e.g. `python3 -c 'import secrets; print(secrets.token_urlsafe(32))'`)",
             )
         )
