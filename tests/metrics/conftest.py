@@ -9,10 +9,10 @@ import httpx
 import pytest
 from metrics.rig import Core, Hook, make_admin, wait_ready
 from support.egress import _no_proxy_env, free_port, start_egress, upstreams
+from support.events import consumers_ready
 from support.manifests import seed, simple
 from support.procs import (
     CoreProcess,
-    admin_headers,
     enable,
     register_all,
 )
@@ -74,14 +74,7 @@ def core(tmp_path_factory: pytest.TempPathFactory, upstreams: object) -> Iterato
             metrics_token = make_admin(c, "prometheus", ["metrics:read"])
             other = make_admin(c, "auditor", ["audit:read"])
 
-            def subscribed() -> bool:
-                r = c.get("/admin/events/subscribers", headers=admin_headers())
-                return any(
-                    i["subscriber"] == "acct" and i.get("pending") is not None
-                    for i in r.json()["items"]
-                )
-
-            eventually(subscribed, 30, "acct's consumers")
+            eventually(lambda: consumers_ready(gw, "acct"), 30, "acct's consumers")
             yield Core(gw, egress, eg_port, tokens, metrics_token, other, hook)
     finally:
         if egress is not None:

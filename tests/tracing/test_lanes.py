@@ -16,10 +16,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from support.audit import wait_for_audit
+from support.events import consumers_ready
 from support.manifests import seed, simple
 from support.procs import (
     CoreProcess,
-    admin_headers,
     enable,
     register_all,
 )
@@ -104,11 +104,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             tokens = register_all(c, manifests)
             enable(c, "hr-app", "acct")
 
-            def subscribed() -> bool:
-                r = c.get("/admin/events/subscribers", headers=admin_headers())
-                return any(i.get("pending") is not None for i in r.json()["items"])
-
-            eventually(subscribed)
+            eventually(lambda: consumers_ready(gw, "acct"))
             yield World(gw, rec, tokens, c)
     finally:
         if gw is not None:
