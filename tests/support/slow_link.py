@@ -44,7 +44,7 @@ def slow_link(host: str, port: int, delay: float) -> Iterator[int]:
     """Relay 127.0.0.1:<yielded port> to `host:port`, `delay` seconds late each way."""
     loop = asyncio.new_event_loop()
     ready = threading.Event()
-    state: dict[str, object] = {}
+    ports: list[int] = []
 
     async def handle(client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
         try:
@@ -57,8 +57,7 @@ def slow_link(host: str, port: int, delay: float) -> Iterator[int]:
 
     async def serve() -> None:
         server = await asyncio.start_server(handle, "127.0.0.1", 0)
-        state["server"] = server
-        state["port"] = server.sockets[0].getsockname()[1]
+        ports.append(server.sockets[0].getsockname()[1])
         ready.set()
         async with server:
             await server.serve_forever()
@@ -68,7 +67,7 @@ def slow_link(host: str, port: int, delay: float) -> Iterator[int]:
     if not ready.wait(10):
         raise RuntimeError("the slow link did not start")
     try:
-        yield int(state["port"])  # type: ignore[call-overload]
+        yield ports[0]
     finally:
         loop.call_soon_threadsafe(lambda: [t.cancel() for t in asyncio.all_tasks(loop)])
         thread.join(10)
