@@ -1,17 +1,18 @@
 """An upstream plugin that flaps: up (answers), hung (reads, never answers) or down (port closed).
 
-A small raw HTTP/1.1 keep-alive server on a fixed loopback port, in a thread with its own
-event loop, so a test can take it down and bring it back on the same port and can see, from
-the server's side, every connection a client still holds open (`open_connections`).
+A small raw HTTP/1.1 keep-alive server on a fixed loopback port (support.loopback), so a test
+can take it down and bring it back on the same port and can see, from the server's side, every
+connection a client still holds open (`open_connections`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import socket
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+
+from support.loopback import LoopbackServer
 
 UP, HUNG, DOWN = "up", "hung", "down"
 
@@ -20,14 +21,15 @@ class FlakyUpstream:
     def __init__(self) -> None:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
-            self.port = int(s.getsockname()[1])
+            port = int(s.getsockname()[1])
         self.mode = DOWN
         self.served = 0
         self._writers: set[asyncio.StreamWriter] = set()
-        self._loop = asyncio.new_event_loop()
-        self._server: asyncio.Server | None = None
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._thread.start()
+        self._net = LoopbackServer(self._serve, port)
+
+    @property
+    def port(self) -> int:
+        return self._net.port
 
     @property
     def url(self) -> str:
@@ -37,26 +39,21 @@ class FlakyUpstream:
     def open_connections(self) -> int:
         return len(self._writers)
 
-    def _call(self, coro: object, timeout: float = 10) -> object:
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)  # type: ignore[arg-type]
-
     def set_mode(self, mode: str) -> None:
         """`up`/`hung` listen on the port; `down` closes it and every connection (refused)."""
-        self._call(self._set_mode(mode))
+        self._net.call(self._set_mode(mode))
 
     async def _set_mode(self, mode: str) -> None:
         self.mode = mode
         if mode == DOWN:
-            if self._server is not None:
-                self._server.close()
-                self._server = None
-            for w in list(self._writers):
-                w.close()
-            return
-        if self._server is None:
-            self._server = await asyncio.start_server(
-                self._serve, "127.0.0.1", self.port, reuse_address=True
-            )
+            await self._net.close_port()
+            self._hang_up()
+        else:
+            await self._net.open_port()
+
+    def _hang_up(self) -> None:
+        for w in list(self._writers):
+            w.close()  # its handler then reads the end of the connection and returns
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._writers.add(writer)
@@ -89,13 +86,10 @@ class FlakyUpstream:
             return
         finally:
             self._writers.discard(writer)
-            writer.close()
 
     def close(self) -> None:
-        self.set_mode(DOWN)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-        self._loop.close()
+        self.mode = DOWN
+        self._net.close(end=self._hang_up)
 
 
 @contextmanager

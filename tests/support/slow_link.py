@@ -1,22 +1,27 @@
 """A slow network link on loopback: a TCP relay that holds every byte, either way, for `delay`
 seconds (order kept), so each round trip through it takes twice that much longer.
 
-It runs in a thread with its own event loop; clients connect to the port it yields instead of
-the server's. Used to make "before it answers" observable: what a process does over the link in
+It runs on a support.loopback server; clients connect to the port it yields instead of the
+server's. Used to make "before it answers" observable: what a process does over the link in
 the background finishes at least one delay after what it already awaited.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
+from typing import Any
+
+from support.loopback import LoopbackServer
+
+Spawn = Callable[[Coroutine[Any, Any, None]], "asyncio.Task[None]"]
 
 
-async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, delay: float) -> None:
+async def _pump(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, delay: float, spawn: Spawn
+) -> None:
     queue: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
 
     async def deliver() -> None:
@@ -28,7 +33,7 @@ async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, dela
             writer.write(chunk)
             await writer.drain()
 
-    sender = asyncio.create_task(deliver())
+    sender = spawn(deliver())
     try:
         while chunk := await reader.read(65536):
             queue.put_nowait((time.monotonic() + delay, chunk))
@@ -42,42 +47,28 @@ async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, dela
 @contextmanager
 def slow_link(host: str, port: int, delay: float) -> Iterator[int]:
     """Relay 127.0.0.1:<yielded port> to `host:port`, `delay` seconds late each way."""
-    loop = asyncio.new_event_loop()
-    ready = threading.Event()
-    ports: list[int] = []
 
-    async def handle(client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
+    async def relay(client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
         try:
             server_r, server_w = await asyncio.open_connection(host, port)
         except OSError:
-            client_w.close()
             return
-        with contextlib.suppress(Exception):
-            await asyncio.gather(_pump(client_r, server_w, delay), _pump(server_r, client_w, delay))
+        pumps = [
+            link.spawn(_pump(client_r, server_w, delay, link.spawn)),
+            link.spawn(_pump(server_r, client_w, delay, link.spawn)),
+        ]
+        try:
+            await asyncio.gather(*pumps, return_exceptions=True)
+        finally:
+            server_w.close()
 
-    async def serve() -> None:
-        server = await asyncio.start_server(handle, "127.0.0.1", 0)
-        ports.append(server.sockets[0].getsockname()[1])
-        ready.set()
-        async with server:
-            await server.serve_forever()
+    def cut() -> None:
+        for task in list(link.tasks):
+            task.cancel()
 
-    thread = threading.Thread(target=lambda: _run(loop, serve()), daemon=True)
-    thread.start()
-    if not ready.wait(10):
-        raise RuntimeError("the slow link did not start")
+    link = LoopbackServer(relay)
     try:
-        yield ports[0]
+        link.call(link.open_port())
+        yield link.port
     finally:
-        loop.call_soon_threadsafe(lambda: [t.cancel() for t in asyncio.all_tasks(loop)])
-        thread.join(10)
-
-
-def _run(loop: asyncio.AbstractEventLoop, main: object) -> None:
-    asyncio.set_event_loop(loop)
-    with contextlib.suppress(asyncio.CancelledError):
-        loop.run_until_complete(main)  # type: ignore[arg-type]
-    rest = asyncio.all_tasks(loop)  # the relays cancelled with it: let them close their sockets
-    loop.run_until_complete(asyncio.gather(*rest, return_exceptions=True))
-    loop.run_until_complete(loop.shutdown_asyncgens())
-    loop.close()
+        link.close(end=cut)
