@@ -463,7 +463,9 @@ def get_inside(tls: ssl.SSLSocket, up: Upstreams, path: str = "/") -> int:
 
 
 def closed_by_peer(sock: socket.socket) -> bool:
-    """True once the other end closed `sock` (a read returns EOF or fails)."""
+    """True once the other end closed `sock` (a read returns EOF or fails). A glance of 50 ms:
+    the socket's own timeout is put back, so the next exchange on it is not held to it."""
+    timeout = sock.gettimeout()
     sock.settimeout(0.05)
     try:
         return sock.recv(1) == b""
@@ -471,3 +473,5 @@ def closed_by_peer(sock: socket.socket) -> bool:
         return False
     except (OSError, ssl.SSLError):
         return True
+    finally:
+        sock.settimeout(timeout)
