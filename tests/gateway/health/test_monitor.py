@@ -27,6 +27,9 @@ from support.upstream import serve_in_thread
 from support.waiting import eventually
 
 FAST = {"VIVIFIED_HEALTH_INTERVAL": "0.3", "VIVIFIED_HEALTH_TIMEOUT": "0.2"}
+# Where a test counts every transition: an answer of the upstream (a thread of this process)
+# slower than the poll's timeout would add one, so the timeout is far above a slow answer.
+STEADY = {"VIVIFIED_HEALTH_INTERVAL": "1.0", "VIVIFIED_HEALTH_TIMEOUT": "1.0"}
 
 
 class Flaky:
@@ -34,14 +37,16 @@ class Flaky:
 
     def __init__(self) -> None:
         self.mode = "ok"
+        self.next: list[str] = []  # modes for the next polls, before `mode` again
         self.replicas: list[tuple[float, str]] = []
 
     async def health(self, request: Request) -> Response:
         self.replicas.append((time.monotonic(), request.headers.get("x-vivified-replica", "")))
-        if self.mode == "error":
+        mode = self.next.pop(0) if self.next else self.mode
+        if mode == "error":
             return JSONResponse({"status": "broken"}, status_code=500)
-        if self.mode == "hang":
-            await asyncio.sleep(2)  # part of the test: past the 0.2 s health timeout
+        if mode == "hang":
+            await asyncio.sleep(2)  # part of the test: past the health timeout (at most 1 s)
         return JSONResponse({"status": "healthy", "uptime": 12.5})
 
     async def item(self, _request: Request) -> Response:
@@ -88,7 +93,7 @@ def test_flaky_upstream_walks_the_states(
     tmp_path: Path, flaky: tuple[Flaky, str], registry: dict[str, str]
 ) -> None:
     f, url = flaky
-    gw = CoreProcess("gateway", tmp_path, {**FAST, **registry}).start()
+    gw = CoreProcess("gateway", tmp_path, {**STEADY, **registry}).start()
     try:
         with httpx.Client(base_url=gw.url, trust_env=False) as c:
             assert (
@@ -96,8 +101,9 @@ def test_flaky_upstream_walks_the_states(
             )
             eventually(lambda: health(c, "flaky")["state"] == "healthy")
             assert health(c, "flaky")["metrics"]["uptime"] == 12.5
-            f.mode = "error"
-            eventually(lambda: health(c, "flaky")["state"] == "degraded")
+            # One error (degraded after 1 failure), then polls that time out (unhealthy after 3):
+            # scripted on the upstream's side, so the walk does not hang on when the test looks.
+            f.next = ["error"]
             f.mode = "hang"
             eventually(lambda: health(c, "flaky")["state"] == "unhealthy")
             f.mode = "ok"
@@ -123,7 +129,7 @@ def test_flaky_upstream_walks_the_states(
 
 
 def test_heartbeats_keep_a_plugin_healthy_and_their_absence_degrades(tmp_path: Path) -> None:
-    gw = CoreProcess("gateway", tmp_path, FAST).start()
+    gw = CoreProcess("gateway", tmp_path, STEADY).start()  # 2 s without a beat: degraded
     try:
         with httpx.Client(base_url=gw.url, trust_env=False) as c:
             token = register(c, simple("beater"), registration_token(c)).json()["token"]
@@ -136,8 +142,8 @@ def test_heartbeats_keep_a_plugin_healthy_and_their_absence_degrades(tmp_path: P
                 assert r.json()["state"] == "healthy"
                 time.sleep(0.2)  # part of the test: beats 0.2 s apart keep it healthy
             assert health(c, "beater")["state"] == "healthy"
-            eventually(lambda: health(c, "beater")["state"] == "degraded", timeout=5)
-            eventually(lambda: health(c, "beater")["state"] == "unhealthy", timeout=5)
+            eventually(lambda: health(c, "beater")["state"] == "degraded", timeout=10)
+            eventually(lambda: health(c, "beater")["state"] == "unhealthy", timeout=10)
             other = c.post("/plugins/someone-else/heartbeat", json={}, headers=auth)
             assert other.status_code == 403
             bad = c.post("/plugins/beater/heartbeat", json={"status": 5}, headers=auth)

@@ -46,6 +46,7 @@ class Sick:
         self.failing = False
         self.polls: list[Poll] = []
         self.freeze_next = 0  # pid to SIGSTOP once its failed poll arrives
+        self.freeze_skip = 0  # failed polls to let through first
         self.frozen = False
         self._lock = threading.Lock()
 
@@ -53,7 +54,9 @@ class Sick:
         ok = not self.failing
         with self._lock:
             self.polls.append(Poll(time.time(), request.headers.get("x-vivified-replica", ""), ok))
-        if not ok and self.freeze_next:
+        if not ok and self.freeze_next and self.freeze_skip:
+            self.freeze_skip -= 1
+        elif not ok and self.freeze_next:
             os.kill(self.freeze_next, signal.SIGSTOP)  # our own child, by its pid
             self.freeze_next, self.frozen = 0, True
         if ok:
@@ -166,14 +169,18 @@ def test_a_stale_poll_of_a_replica_that_lost_the_lease_is_not_counted(
             eventually(
                 lambda: any(p.ok and p.started > trapped for p in s.polls), timeout=15
             )  # B took over
+            # B's third failed poll freezes B before it reads the answer: two are counted, and
+            # B holds the lease (frozen at that poll, not at whatever moment the test looks).
+            s.frozen = False
+            s.freeze_next, s.freeze_skip = b.proc.pid, 2
             s.failing = True
-            eventually(lambda: health(cb, "sick")["consecutive_failures"] == 2)
-            os.kill(b.proc.pid, signal.SIGSTOP)  # B holds the lease, frozen
+            eventually(lambda: s.frozen)
             try:
                 os.kill(a.proc.pid, signal.SIGCONT)  # A applies its old failed poll now
                 deadline = time.monotonic() + 0.5  # within B's lease: nobody polls anew
                 while time.monotonic() < deadline:
-                    assert health(ca, "sick")["state"] == "degraded"
+                    h = health(ca, "sick")
+                    assert (h["state"], h["consecutive_failures"]) == ("degraded", 2), h
                     time.sleep(0.05)
             finally:
                 os.kill(b.proc.pid, signal.SIGCONT)
