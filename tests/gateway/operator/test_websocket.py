@@ -200,6 +200,8 @@ def test_a_relay_ends_when_the_lane_stops_accepting_its_token(ws_lane: WsLane) -
     a relay on a token still valid goes on. The token is past its `exp` already, inside the
     leeway, so that the test lasts seconds."""
     before = len(expired_relays(ws_lane, 0))
+    with httpx.Client(base_url=ws_lane.gw.url, trust_env=False) as c:
+        relays_before = len(relays_of_talker(c))
     token, exp = mint(ws_lane, 60, now=time.time() + 3 - 60 - MAX_LEEWAY)
     until = exp + MAX_LEEWAY  # 3 s from now
     assert exp < time.time() < until - 1
@@ -229,6 +231,16 @@ def test_a_relay_ends_when_the_lane_stops_accepting_its_token(ws_lane: WsLane) -
         "allow",
         "dependency",
     )
+    # Both relays' records are in before the test ends, so that a test of the module that
+    # runs next counts from a settled trail (its relay's record is the next one).
+    with httpx.Client(base_url=ws_lane.gw.url, trust_env=False) as c:
+        wait_for_audit(
+            c,
+            count=relays_before + 2,
+            lane="operator",
+            actor="talker",
+            where=lambda a: a["status"] == 101,
+        )
 
 
 def test_a_token_past_the_leeway_is_refused_at_the_upgrade(ws_lane: WsLane) -> None:
