@@ -131,13 +131,15 @@ def read_response(sock: socket.socket) -> bytes:
     return raw
 
 
-def slow_client(port: int, *, after_response: bool, dribble: bool) -> tuple[bytes, float]:
+def slow_client(
+    port: int, *, after_response: bool, dribble: bool, bound: float = SINGLE_CLOSE_BOUND
+) -> tuple[bytes, float]:
     """A client that never completes a request head; what it got before the close, and when.
 
     With `after_response` it first makes one whole request on the connection (keep-alive);
     with `dribble` it then sends a head one byte every 0.2 s that never ends. Returns the
     bytes received until the server closed, and the seconds from connect (or from the end of
-    the first response) until then. Fails if the connection is still open after the bound.
+    the first response) until then. Fails if the connection is still open after `bound` s.
     """
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
         started = time.monotonic()
@@ -149,7 +151,7 @@ def slow_client(port: int, *, after_response: bool, dribble: bool) -> tuple[byte
         pending = NEVER_ENDING_HEAD if dribble else b""
         received = b""
         sock.settimeout(0.2)
-        while time.monotonic() < started + SINGLE_CLOSE_BOUND:
+        while time.monotonic() < started + bound:
             try:
                 chunk = sock.recv(65536)
             except TimeoutError:
@@ -160,7 +162,7 @@ def slow_client(port: int, *, after_response: bool, dribble: bool) -> tuple[byte
             if not chunk:
                 return received, time.monotonic() - started
             received += chunk
-    raise AssertionError(f"still open after {SINGLE_CLOSE_BOUND} s; received {received!r}")
+    raise AssertionError(f"still open after {bound} s; received {received!r}")
 
 
 def assert_header_timeout_answer(received: bytes) -> None:
@@ -223,7 +225,10 @@ def test_a_slowloris_flood_is_closed_while_the_gateway_keeps_answering(
                 idle.append(sock)
                 sel.register(sock, selectors.EVENT_READ)
             dribblers = [
-                pool.submit(slow_client, port, after_response=False, dribble=True)
+                # during the flood the dribblers' closes share its bound
+                pool.submit(
+                    slow_client, port, after_response=False, dribble=True, bound=FLOOD_CLOSE_BOUND
+                )
                 for _ in range(DRIBBLERS)
             ]
             deadline = time.monotonic() + FLOOD_CLOSE_BOUND
