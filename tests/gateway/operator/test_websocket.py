@@ -71,6 +71,13 @@ def relays_of_talker(c: httpx.Client) -> list[Record]:
     return [a for a in audit_records(c, lane="operator", actor="talker") if a["status"] == 101]
 
 
+def wait_for_relays(c: httpx.Client, count: int) -> list[Record]:
+    """`relays_of_talker`, once at least `count` are stored."""
+    return wait_for_audit(
+        c, count=count, lane="operator", actor="talker", where=lambda a: a["status"] == 101
+    )
+
+
 def test_websocket_is_relayed_with_core_identity(ws_lane: WsLane) -> None:
     # other tests of the module open relays on the same gateway: this one's record is the newest
     with httpx.Client(base_url=ws_lane.gw.url, trust_env=False) as c:
@@ -90,13 +97,7 @@ def test_websocket_is_relayed_with_core_identity(ws_lane: WsLane) -> None:
     assert closed.value.rcvd is not None
     assert closed.value.rcvd.code == 4000  # the target's close code is relayed as it is
     with httpx.Client(base_url=ws_lane.gw.url, trust_env=False) as c:
-        relayed = wait_for_audit(
-            c,
-            count=before + 1,
-            lane="operator",
-            actor="talker",
-            where=lambda a: a["status"] == 101,
-        )
+        relayed = wait_for_relays(c, before + 1)
     assert len(relayed) == before + 1  # one record for this relay
     newest = relayed[0]
     assert (newest["target"], newest["decision"], newest["reason"]) == (
@@ -234,13 +235,7 @@ def test_a_relay_ends_when_the_lane_stops_accepting_its_token(ws_lane: WsLane) -
     # Both relays' records are in before the test ends, so that a test of the module that
     # runs next counts from a settled trail (its relay's record is the next one).
     with httpx.Client(base_url=ws_lane.gw.url, trust_env=False) as c:
-        wait_for_audit(
-            c,
-            count=relays_before + 2,
-            lane="operator",
-            actor="talker",
-            where=lambda a: a["status"] == 101,
-        )
+        wait_for_relays(c, relays_before + 2)
 
 
 def test_a_token_past_the_leeway_is_refused_at_the_upgrade(ws_lane: WsLane) -> None:
