@@ -32,8 +32,8 @@ from typing import Any
 
 import trustme
 from bench_egress_procs import (
-    LEAN,
     free_port,
+    start_lean,
     start_squid,
     start_vivified,
     stop,
@@ -305,18 +305,7 @@ async def main_async(args: argparse.Namespace) -> int:
         procs.append(part_proc)
         lean_port, lean_conf = free_port(), tmp / "lean-conf"
 
-        def start_lean(ignore: str) -> subprocess.Popen[bytes]:
-            """ignore_hosts also matches the resolved address: passthrough needs a restart."""
-            args = [str(lean_port), str(lean_conf), str(ca_file), ignore]
-            proc = subprocess.Popen(
-                [sys.executable, "-c", LEAN, *args],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-            wait_port(lean_port, proc)
-            return proc
-
-        procs.append(start_lean(""))
+        procs.append(start_lean(lean_port, lean_conf, ca_file))
         lean_index = len(procs) - 1
         lean_ctx = ssl.create_default_context(cafile=str(lean_conf / "mitmproxy-ca-cert.pem"))
 
@@ -361,7 +350,7 @@ async def main_async(args: argparse.Namespace) -> int:
                 )
                 wait_port(bare_port, procs[0])
                 stop(procs[lean_index])
-                procs[lean_index] = start_lean(".*")
+                procs[lean_index] = start_lean(lean_port, lean_conf, ca_file, ".*")
             lctx = upstream_ctx if tls == "pass" else lean_ctx
             bare = await measure(
                 kind, bare_port, (bare_host, port), None, bctx if kind == "https" else None, s, c

@@ -127,6 +127,19 @@ async def start_vivified(
     return port, proc, auth, ssl.create_default_context(cafile=str(ensure_ca(data)))
 
 
+def start_lean(port: int, conf: Path, ca_file: Path, ignore: str = "") -> subprocess.Popen[bytes]:
+    """Lean mitmproxy (LEAN) on `port`, its CA in `conf`, trusting `ca_file` upstream, passing
+    `ignore` through untouched (ignore_hosts also matches the resolved address: passthrough
+    needs a restart)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", LEAN, str(port), str(conf), str(ca_file), ignore],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_port(port, proc)
+    return proc
+
+
 def start_squid(squid: str, tmp: Path, port: int) -> subprocess.Popen[bytes]:
     """Squid with a dstdomain allowlist (no auth, no cache, no interception), names resolved
     from its own hosts file to loopback: the compiled anchor the issue asks for."""

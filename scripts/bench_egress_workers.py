@@ -9,7 +9,11 @@ measuring the pair back to back (in turn first).
   answers) and paced (`--rate` req/s offered to both: the same work, neither short of CPU).
   Target: N workers within 10 % of one. Involuntary context switches per request are shown
   beside it: on a machine with fewer free cores than workers plus the load generator, the
-  saturated figure also measures that contention.
+  saturated figure also measures that contention. Paced, each of N workers carries 1/N of the
+  rate, and a mitmproxy process costs more per request the fewer requests it carries, so two
+  more comparisons share the paced rounds: N workers at N x the rate against one at the rate
+  (the same load per process), and lean mitmproxy (bench_egress's reference, no addon of
+  ours) at 1/N of the rate against at the rate (what that alone does to one process).
 - Connection spread: which worker holds each of the load's connections (sampled from /proc in
   the middle of each N-worker window), plus a burst of fresh connections counted the same way,
   and each worker's share of the CPU.
@@ -25,9 +29,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import itertools
 import os
-import random
 import shutil
 import signal
 import ssl
@@ -35,23 +39,15 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import trustme
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # support.procfs
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_egress import (  # the scripts directory (also first when run as a script)
-    NAMES,
-    _read_response,
-    _serve,
-    _worker,
-)
-from bench_egress_procs import free_port, setup_vivified, stop, wait_port
-from support.procfs import children, cpu_seconds, established, held, involuntary_switches
+from bench_egress import NAMES, _serve  # the scripts directory (also first when run as a script)
+from bench_egress_procs import free_port, setup_vivified, start_lean, stop, wait_port
+from bench_egress_windows import Proxy, Window, interleaved, median, window
 
 try:
     from bench_table import emit
@@ -60,114 +56,6 @@ except ImportError:  # the shared results table is not there: print only
 
 SUITE = "egress_workers"
 BURST = 64  # fresh connections of the spread check
-
-
-@dataclass
-class Proxy:
-    """One proxy under test: its port, its processes, how a client talks to it."""
-
-    label: str
-    proc: subprocess.Popen[bytes]
-    port: int
-    auth: str | None = None
-    ctx: ssl.SSLContext | None = None  # trusts its interception CA
-    spread: list[dict[int, int]] = field(default_factory=list)
-    worker_cpu: dict[int, float] = field(default_factory=dict)
-
-    @property
-    def workers(self) -> list[int]:
-        return sorted(children(self.proc.pid)) or [self.proc.pid]
-
-    def pids(self) -> list[int]:
-        return [self.proc.pid, *sorted(children(self.proc.pid))]
-
-    def hold_count(self) -> dict[int, int]:
-        return held(self.workers, established(local_port=self.port))
-
-
-async def _paced_worker(
-    kind: str,
-    proxy: int,
-    target: tuple[str, int],
-    auth: str | None,
-    ctx: ssl.SSLContext | None,
-    deadline: float,
-    counts: list[int],
-    interval: float,
-) -> None:
-    """bench_egress's `_worker` through a proxy, one request every `interval` seconds."""
-    host, port = target
-    reader, writer = await asyncio.open_connection("127.0.0.1", proxy)
-    extra = f"Proxy-Authorization: {auth}\r\n" if auth else ""
-    if kind == "http":
-        path = f"http://{host}:{port}/"
-    else:
-        writer.write(
-            f"CONNECT {host}:{port} HTTP/1.1\r\nHost: {host}:{port}\r\n{extra}\r\n".encode()
-        )
-        head = await reader.readuntil(b"\r\n\r\n")
-        if b" 200 " not in head.split(b"\r\n")[0]:
-            raise RuntimeError(f"CONNECT refused: {head[:200]!r}")
-        await writer.start_tls(ctx, server_hostname=host)  # type: ignore[arg-type]
-        path, extra = "/", ""
-    req = f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\n{extra}\r\n".encode()
-    next_at = time.monotonic() + random.random() * interval  # spread the connections' turns
-    while next_at < deadline:
-        await asyncio.sleep(max(0.0, next_at - time.monotonic()))
-        writer.write(req)
-        if await _read_response(reader) != 200:
-            raise RuntimeError("not 200")
-        counts[0] += 1
-        next_at += interval
-    writer.close()
-
-
-@dataclass
-class Window:
-    rate: float  # requests per second
-    cpu: float  # CPU seconds per request, all the proxy's processes
-    switches: float  # involuntary context switches per request, all the proxy's processes
-
-
-async def window(
-    proxy: Proxy,
-    kind: str,
-    target: tuple[str, int],
-    ctx: ssl.SSLContext | None,
-    args: Any,
-    pace: float | None = None,
-) -> Window:
-    """One load window through `proxy`: as fast as it answers, or `pace` req/s in all."""
-    pids = proxy.pids()
-    before = {pid: (cpu_seconds(pid), involuntary_switches(pid)) for pid in pids}
-    counts = [0]
-    start = time.monotonic()
-    deadline = start + args.seconds
-
-    async def sample() -> None:  # where the kernel put the load's connections
-        await asyncio.sleep(args.seconds / 2)
-        if len(proxy.workers) > 1:
-            proxy.spread.append(proxy.hold_count())
-
-    if pace is None:
-        load = [
-            _worker(kind, proxy.port, target, proxy.auth, ctx, deadline, counts)
-            for _ in range(args.concurrency)
-        ]
-    else:
-        interval = args.concurrency / pace
-        load = [
-            _paced_worker(kind, proxy.port, target, proxy.auth, ctx, deadline, counts, interval)
-            for _ in range(args.concurrency)
-        ]
-    await asyncio.gather(sample(), *load)
-    elapsed = time.monotonic() - start
-    used = {pid: cpu_seconds(pid) - before[pid][0] for pid in pids}
-    switched = sum(involuntary_switches(pid) - before[pid][1] for pid in pids)
-    for pid, cpu in used.items():
-        proxy.worker_cpu[pid] = proxy.worker_cpu.get(pid, 0.0) + cpu
-    n = max(counts[0], 1)
-    return Window(counts[0] / elapsed, sum(used.values()) / n, switched / n)
 
 
 async def burst(proxy: Proxy, host: str, port: int) -> dict[int, int]:
@@ -244,27 +132,40 @@ def start_mitmdump(tmp: Path) -> tuple[subprocess.Popen[bytes], int]:
     return proc, port
 
 
-def median(xs: list[float]) -> float:
-    s = sorted(xs)
-    return s[len(s) // 2] if len(s) % 2 else (s[len(s) // 2 - 1] + s[len(s) // 2]) / 2
-
-
 def row(scenario: str, **kw: Any) -> None:
     if emit is not None:
         emit(SUITE, scenario, **kw)
 
 
-async def interleaved(
-    pair: list[tuple[Proxy, Callable[[Proxy], Any]]], rounds: int
-) -> list[list[Window]]:
-    """Each round runs every member once, the order reversed every other round."""
-    out: list[list[Window]] = [[] for _ in pair]
-    for r in range(rounds):
-        order = list(range(len(pair))) if r % 2 == 0 else list(reversed(range(len(pair))))
-        for i in order:
-            proxy, run = pair[i]
-            out[i].append(await run(proxy))
-    return out
+def compare(
+    scenario: str,
+    what: str,
+    ref: list[Window],
+    test: list[Window],
+    ref_label: str,
+    target: float | None = 1.10,
+) -> None:
+    """Print and emit one CPU-per-request comparison: the median of each round's ratio."""
+    rate_r, rate_t = median([x.rate for x in ref]), median([x.rate for x in test])
+    cpu_r, cpu_t = median([x.cpu for x in ref]), median([x.cpu for x in test])
+    sw_r, sw_t = median([x.switches for x in ref]), median([x.switches for x in test])
+    rounds = [y.cpu / x.cpu for x, y in zip(ref, test, strict=True)]
+    ratio = median(rounds)
+    print(
+        f"{scenario}, {what}: CPU/request {cpu_t * 1e6:5.0f} us ({rate_t:6,.0f} req/s,"
+        f" {sw_t:.2f} preemptions/req) vs {ref_label} {cpu_r * 1e6:5.0f} us ({rate_r:6,.0f}"
+        f" req/s, {sw_r:.2f} preemptions/req)   ratio {ratio:.3f}"
+        f" (target {'<= ' + str(target) if target else 'none: a reference'};"
+        f" rounds {[round(r, 3) for r in rounds]})"
+    )
+    row(
+        f"CPU per request, {scenario}, {what}",
+        rate=f"{cpu_t * 1e6:.0f} us CPU/req ({rate_t:,.0f} req/s)",
+        reference=f"{ref_label} {cpu_r * 1e6:.0f} us CPU/req ({rate_r:,.0f} req/s)",
+        ratio=ratio,
+        target=f"<= {target:.2f}" if target else "reference",
+        met=None if target is None else ratio <= target,
+    )
 
 
 async def main_async(args: argparse.Namespace) -> int:
@@ -298,42 +199,53 @@ async def main_async(args: argparse.Namespace) -> int:
         one, many = proxies
         print(f"{many.label}: pids {many.workers} under supervisor {many.proc.pid}")
 
+        # lean mitmproxy (bench_egress's reference) at the paced rate and at one worker's share
+        # of it: what a process's own load does to its CPU per request, whatever its addons
+        lean_port, lean_conf = free_port(), tmp / "lean-conf"
+        procs.append(start_lean(lean_port, lean_conf, ca_file))
+        lean_ctx = ssl.create_default_context(cafile=str(lean_conf / "mitmproxy-ca-cert.pem"))
+        lean = Proxy("lean mitmproxy", procs[-1], lean_port, None, lean_ctx)
+
         # -- CPU per request, 1 vs N workers ----------------------------------------------
-        for (scenario, kind, target), pace in itertools.product(
-            (
-                ("plain HTTP", "http", ("api.example.com", http_port)),
-                ("HTTPS intercepted", "https", ("api.example.com", https_port)),
-            ),
+        for (scenario, kind, port), pace in itertools.product(
+            (("plain HTTP", "http", http_port), ("HTTPS intercepted", "https", https_port)),
             (None, args.rate),
         ):
 
             def run(
-                p: Proxy, kind: str = kind, target: tuple[str, int] = target, pace: Any = pace
+                p: Proxy, kind: str = kind, port: int = port, pace: Any = pace, scale: float = 1
             ) -> Any:
-                return window(p, kind, target, p.ctx if kind == "https" else None, args, pace)
+                host = "localhost" if p is lean else "api.example.com"  # lean resolves names
+                rate = None if pace is None else pace * scale
+                return window(p, kind, (host, port), p.ctx if kind == "https" else None, args, rate)
 
-            a, b = await interleaved([(one, run), (many, run)], args.rounds)
-            rate1, rate_n = median([x.rate for x in a]), median([x.rate for x in b])
-            cpu1, cpu_n = median([x.cpu for x in a]), median([x.cpu for x in b])
-            sw1, sw_n = median([x.switches for x in a]), median([x.switches for x in b])
-            # the ratio of each round's adjacent pair of windows, then their median
-            rounds = [y.cpu / x.cpu for x, y in zip(a, b, strict=True)]
-            ratio = median(rounds)
+            members = [(one, run), (many, run)]
+            if pace is not None:  # N workers at N x the rate; lean at the rate and at 1/N of it
+                members += [
+                    (many, functools.partial(run, scale=n)),
+                    (lean, functools.partial(run, scale=1 / n)),
+                    (lean, run),
+                ]
+            a, b, *paced = await interleaved(members, args.rounds)
             how = "saturated" if pace is None else f"paced {pace:g} req/s"
-            scenario = f"{scenario}, {how}"
-            print(
-                f"{scenario:38s} CPU/request: 1 worker {cpu1 * 1e6:5.0f} us ({rate1:6,.0f} req/s,"
-                f" {sw1:.2f} preemptions/req)   {n} workers {cpu_n * 1e6:5.0f} us"
-                f" ({rate_n:6,.0f} req/s, {sw_n:.2f} preemptions/req)   ratio {ratio:.3f}"
-                f" (target <= 1.10; rounds {[round(r, 3) for r in rounds]})"
+            compare(f"{scenario}, {how}", f"{n} workers vs 1", a, b, "1 worker")
+            if pace is None:
+                continue
+            each, lean_share, lean_whole = paced
+            compare(
+                f"{scenario}, paced {pace:g} req/s per process",
+                f"{n} workers at {pace * n:g} req/s vs 1 at {pace:g}",
+                a,
+                each,
+                "1 worker",
             )
-            row(
-                f"CPU per request, {scenario}, {n} workers vs 1",
-                rate=f"{cpu_n * 1e6:.0f} us CPU/req ({rate_n:,.0f} req/s)",
-                reference=f"1 worker {cpu1 * 1e6:.0f} us CPU/req ({rate1:,.0f} req/s)",
-                ratio=ratio,
-                target="<= 1.10",
-                met=ratio <= 1.10,
+            compare(
+                f"{scenario}, lean mitmproxy at {pace / n:g} req/s vs at {pace:g}",
+                "what 1/N of the load does to one process's CPU per request",
+                lean_whole,
+                lean_share,
+                f"lean at {pace:g} req/s",
+                target=None,
             )
 
         # -- connection spread --------------------------------------------------------------
