@@ -127,15 +127,15 @@ async def _read_response(reader: asyncio.StreamReader) -> int:
     return status
 
 
-async def _worker(
+async def open_client(
     kind: str,
     proxy: int | None,
     target: tuple[str, int],
     auth: str | None,
     ctx: ssl.SSLContext | None,
-    deadline: float,
-    counts: list[int],
-) -> None:
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, bytes]:
+    """A kept connection to `target` through `proxy` (None: straight to it), tunnelled and
+    TLS-wrapped for `kind` "https", and the GET request the load repeats on it."""
     host, port = target
     if proxy is None:
         reader, writer = await asyncio.open_connection(
@@ -157,7 +157,19 @@ async def _worker(
         await writer.start_tls(ctx, server_hostname=host)  # type: ignore[arg-type]
         path = "/"
     extra = f"Proxy-Authorization: {auth}\r\n" if auth and kind == "http" and proxy else ""
-    req = f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\n{extra}\r\n".encode()
+    return reader, writer, f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\n{extra}\r\n".encode()
+
+
+async def _worker(
+    kind: str,
+    proxy: int | None,
+    target: tuple[str, int],
+    auth: str | None,
+    ctx: ssl.SSLContext | None,
+    deadline: float,
+    counts: list[int],
+) -> None:
+    reader, writer, req = await open_client(kind, proxy, target, auth, ctx)
     while time.monotonic() < deadline:
         writer.write(req)
         status = await _read_response(reader)

@@ -17,7 +17,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # support.procfs
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_egress import _read_response, _worker  # the scripts directory
+from bench_egress import _read_response, _worker, open_client  # the scripts directory
 from support.procfs import children, cpu_seconds, established, held, involuntary_switches
 
 
@@ -55,21 +55,7 @@ async def _paced_worker(
     interval: float,
 ) -> None:
     """bench_egress's `_worker` through a proxy, one request every `interval` seconds."""
-    host, port = target
-    reader, writer = await asyncio.open_connection("127.0.0.1", proxy)
-    extra = f"Proxy-Authorization: {auth}\r\n" if auth else ""
-    if kind == "http":
-        path = f"http://{host}:{port}/"
-    else:
-        writer.write(
-            f"CONNECT {host}:{port} HTTP/1.1\r\nHost: {host}:{port}\r\n{extra}\r\n".encode()
-        )
-        head = await reader.readuntil(b"\r\n\r\n")
-        if b" 200 " not in head.split(b"\r\n")[0]:
-            raise RuntimeError(f"CONNECT refused: {head[:200]!r}")
-        await writer.start_tls(ctx, server_hostname=host)  # type: ignore[arg-type]
-        path, extra = "/", ""
-    req = f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\n{extra}\r\n".encode()
+    reader, writer, req = await open_client(kind, proxy, target, auth, ctx)
     next_at = time.monotonic() + random.random() * interval  # spread the connections' turns
     while next_at < deadline:
         await asyncio.sleep(max(0.0, next_at - time.monotonic()))

@@ -155,7 +155,7 @@ def compare(
         f"{scenario}, {what}: CPU/request {cpu_t * 1e6:5.0f} us ({rate_t:6,.0f} req/s,"
         f" {sw_t:.2f} preemptions/req) vs {ref_label} {cpu_r * 1e6:5.0f} us ({rate_r:6,.0f}"
         f" req/s, {sw_r:.2f} preemptions/req)   ratio {ratio:.3f}"
-        f" (target {'<= ' + str(target) if target else 'none: a reference'};"
+        f" (target {f'<= {target:.2f}' if target else 'none: a reference'};"
         f" rounds {[round(r, 3) for r in rounds]})"
     )
     row(
