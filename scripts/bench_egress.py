@@ -34,6 +34,7 @@ import trustme
 from bench_egress_procs import (
     free_port,
     start_lean,
+    start_mitmdump,
     start_squid,
     start_vivified,
     stop,
@@ -278,32 +279,15 @@ async def main_async(args: argparse.Namespace) -> int:
 
         # bare mitmdump: no addon of ours; same options where they exist
         bare_port, bare_conf = free_port(), tmp / "bare-conf"
-        mitmdump = shutil.which("mitmdump", path=str(Path(sys.executable).parent)) or "mitmdump"
         procs.append(
-            subprocess.Popen(  # noqa: ASYNC220
-                [
-                    mitmdump,
-                    "-q",
-                    "--listen-host",
-                    "127.0.0.1",
-                    "-p",
-                    str(bare_port),
-                    "--set",
-                    f"confdir={bare_conf}",
-                    "--set",
-                    f"ssl_verify_upstream_trusted_ca={ca_file}",
-                    "--set",
-                    "connection_strategy=eager",
-                    "--set",
-                    "http2=false",
-                    "--ignore-hosts",
-                    r"^pass\.example\.org:",
-                ],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
+            start_mitmdump(
+                bare_port,
+                bare_conf,
+                f"ssl_verify_upstream_trusted_ca={ca_file}",
+                "http2=false",
+                ignore=r"^pass\.example\.org:",
             )
         )
-        wait_port(bare_port, procs[-1])
         bare_ctx = ssl.create_default_context(cafile=str(bare_conf / "mitmproxy-ca-cert.pem"))
 
         viv_port, viv_proc, auth, viv_ctx = await start_vivified(
@@ -342,25 +326,7 @@ async def main_async(args: argparse.Namespace) -> int:
                 bare_host = "localhost"
                 procs[0].send_signal(signal.SIGINT)
                 procs[0].wait(10)
-                procs[0] = subprocess.Popen(  # noqa: ASYNC220
-                    [
-                        mitmdump,
-                        "-q",
-                        "--listen-host",
-                        "127.0.0.1",
-                        "-p",
-                        str(bare_port),
-                        "--set",
-                        f"confdir={bare_conf}",
-                        "--set",
-                        "connection_strategy=eager",
-                        "--ignore-hosts",
-                        r"^localhost:",
-                    ],
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                )
-                wait_port(bare_port, procs[0])
+                procs[0] = start_mitmdump(bare_port, bare_conf, ignore=r"^localhost:")
                 stop(procs[lean_index])
                 procs[lean_index] = start_lean(lean_port, lean_conf, ca_file, ".*")
             lctx = upstream_ctx if tls == "pass" else lean_ctx

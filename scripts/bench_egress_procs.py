@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import os
+import shutil
 import signal
 import socket
 import ssl
@@ -135,6 +136,20 @@ def start_lean(port: int, conf: Path, ca_file: Path, ignore: str = "") -> subpro
         [sys.executable, "-c", LEAN, str(port), str(conf), str(ca_file), ignore],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+    )
+    wait_port(port, proc)
+    return proc
+
+
+def start_mitmdump(port: int, conf: Path, *settings: str, ignore: str) -> subprocess.Popen[bytes]:
+    """Bare mitmdump (all its built-in addons) on `port`, its CA in `conf`, passing the hosts
+    that match `ignore` through untouched; `settings`: more of its `--set` options."""
+    mitmdump = shutil.which("mitmdump", path=str(Path(sys.executable).parent)) or "mitmdump"
+    args = [mitmdump, "-q", "--listen-host", "127.0.0.1", "-p", str(port)]
+    for option in (f"confdir={conf}", *settings, "connection_strategy=eager"):
+        args += ["--set", option]
+    proc = subprocess.Popen(
+        [*args, "--ignore-hosts", ignore], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     wait_port(port, proc)
     return proc

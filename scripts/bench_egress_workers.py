@@ -46,7 +46,13 @@ import trustme
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_egress import NAMES, _serve  # the scripts directory (also first when run as a script)
-from bench_egress_procs import free_port, setup_vivified, start_lean, stop, wait_port
+from bench_egress_procs import (
+    free_port,
+    setup_vivified,
+    start_lean,
+    start_mitmdump,
+    stop,
+)
 from bench_egress_windows import Proxy, Window, interleaved, median, window
 
 try:
@@ -104,32 +110,6 @@ def start_egress(
             raise RuntimeError(f"{label} did not start")
         time.sleep(0.05)
     return proc
-
-
-def start_mitmdump(tmp: Path) -> tuple[subprocess.Popen[bytes], int]:
-    """Bare mitmdump passing `localhost:*` through untouched (`--ignore-hosts`)."""
-    port = free_port()
-    mitmdump = shutil.which("mitmdump", path=str(Path(sys.executable).parent)) or "mitmdump"
-    proc = subprocess.Popen(
-        [
-            mitmdump,
-            "-q",
-            "--listen-host",
-            "127.0.0.1",
-            "-p",
-            str(port),
-            "--set",
-            f"confdir={tmp / 'mitmdump-conf'}",
-            "--set",
-            "connection_strategy=eager",
-            "--ignore-hosts",
-            r"^localhost:",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    wait_port(port, proc)
-    return proc, port
 
 
 def row(scenario: str, **kw: Any) -> None:
@@ -270,7 +250,8 @@ async def main_async(args: argparse.Namespace) -> int:
         )
 
         # -- passthrough against mitmdump --ignore-hosts --------------------------------------
-        bare_proc, bare_port = start_mitmdump(tmp)
+        bare_port = free_port()
+        bare_proc = start_mitmdump(bare_port, tmp / "mitmdump-conf", ignore=r"^localhost:")
         procs.append(bare_proc)
         bare = Proxy("mitmdump --ignore-hosts", bare_proc, bare_port)
 
